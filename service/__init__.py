@@ -1,0 +1,3 @@
+"""taskhook: dependable glue for the Unified Tasks API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,259 @@
+"""The REST API (``/v1``, bearer keys), the callback receiver and the health routes."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.params import Parameter
+from msgspec import Meta
+
+from service import catalog, pipeline
+from service.engine import Submitted
+from service.errors import AuthError, Conflict, InvalidInput, NotFound, RequestError
+from service.runtime import Runtime
+from service.security import api_key_ok, bearer, new_job_id, token_ok
+from service.store import Job, JobStatus, SubmitState
+
+CALLBACK_MAX_BYTES = 1024 * 1024
+API_MAX_BYTES = 1024 * 1024
+
+Tag = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class JobCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    model: Annotated[str, Meta(min_length=1, max_length=200)]
+    input: dict[str, Any] = {}
+    tags: Annotated[list[Tag], Meta(max_length=32)] = []
+    metadata: Annotated[dict[str, Any], Meta(max_length=50)] = {}
+    dry_run: bool = False
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    keys = connection.app.state.runtime.config.server.api_keys
+    if not api_key_ok(keys, bearer(connection.headers.get("authorization"))):
+        raise AuthError("missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+
+# ---- views -------------------------------------------------------------------------------
+
+def job_summary(job: Job) -> dict[str, Any]:
+    view = pipeline.job_view(job)
+    view.update(updated_at=pipeline.iso(job.updated_at),
+                finished_at=pipeline.iso(job.finished_at), output=job.output,
+                outputs=job.outputs, error=job.error)
+    if job.status == JobStatus.ACCEPTED and job.submit_state:
+        view["submission"] = job.submit_state
+    return view
+
+
+async def job_detail(rt: Runtime, job: Job) -> dict[str, Any]:
+    view = job_summary(job)
+    view["children"] = await rt.store.children(job.id)
+    view["events"] = [
+        {"id": e.id, "source": e.source, "status": e.status, "task_id": e.task_id,
+         "received_at": pipeline.iso(e.received_at), "duplicate": e.duplicate,
+         "verified": e.verified, "processed": e.processed_at is not None, "note": e.note}
+        for e in await rt.store.job_events(job.id)
+    ]
+    view["runs"] = [
+        {"rule": s.rule, "handler": s.handler, "position": s.position,
+         "generation": s.generation, "status": s.status, "attempts": s.attempts,
+         "last_error": s.last_error, "result": s.result,
+         "next_run_at": pipeline.iso(s.next_run_at) if s.status == "retrying" else None}
+        for s in await rt.store.job_steps(job.id)
+    ]
+    return view
+
+
+# ---- /v1/jobs ------------------------------------------------------------------------------
+
+def _request_hash(data: JobCreate) -> str:
+    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
+
+
+def _validate(rt: Runtime, data: JobCreate) -> None:
+    problems = catalog.validate(data.model, data.input)
+    if rt.config.upstream.allow_unknown_models and catalog.get(data.model) is None:
+        return
+    if problems:
+        raise InvalidInput(f"input is not valid for {data.model}: "
+                           + "; ".join(f"{p.path}: {p.message}" for p in problems),
+                           details=[msgspec.structs.asdict(p) for p in problems])
+
+
+@post("/jobs", status_code=201, summary="Submit a job")
+async def create_job(request: Request, data: JobCreate,
+                     idempotency_key: Annotated[str | None, Parameter(
+                         header="Idempotency-Key", max_length=200)] = None) -> Response:
+    rt = runtime_of(request)
+    _validate(rt, data)
+    if data.dry_run:
+        priced = await rt.upstream.create(data.model, data.input, dry_run=True)
+        return Response({"dry_run": True, "model": data.model, **priced}, status_code=200)
+    now = time.time()
+    job = Job(id=new_job_id(now), model=data.model, input=data.input, tags=data.tags,
+              metadata=data.metadata, created_at=now, updated_at=now,
+              idempotency_key=idempotency_key, request_hash=_request_hash(data),
+              submit_state=SubmitState.INFLIGHT)
+    stored, created = await rt.store.create_job(job)
+    if not created:
+        return await _replayed(rt, stored, job.request_hash)
+    outcome, error = await rt.engine.submit(stored)
+    if outcome is Submitted.REFUSED and error is not None:
+        raise error
+    fresh = await rt.store.get_job(job.id)
+    assert fresh is not None
+    code = 201 if outcome is Submitted.OK else 202
+    return Response(await job_detail(rt, fresh), status_code=code)
+
+
+async def _replayed(rt: Runtime, job: Job, request_hash: str | None) -> Response:
+    if job.request_hash != request_hash:
+        raise Conflict("this Idempotency-Key was used with a different request body")
+    return Response(await job_detail(rt, job), status_code=200,
+                    headers={"Idempotent-Replayed": "true"})
+
+
+@get("/jobs/{job_id:str}", summary="A job, with its callbacks and steps")
+async def show_job(request: Request, job_id: str) -> dict[str, Any]:
+    rt = runtime_of(request)
+    job = await rt.store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return await job_detail(rt, job)
+
+
+@get("/jobs", summary="Jobs, newest first")
+async def list_jobs(
+    request: Request,
+    status: Annotated[str | None, Parameter(query="status")] = None,
+    model: str | None = None,
+    tag: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise RequestError(f"status must be one of {', '.join(s.value for s in JobStatus)}")
+    rt = runtime_of(request)
+    jobs = await rt.store.list_jobs(status=status, model=model, tag=tag, limit=limit + 1,
+                                    cursor=cursor)
+    page = jobs[:limit]
+    more = len(jobs) > limit
+    return {"data": [job_summary(j) for j in page],
+            "next_cursor": page[-1].id if more and page else None}
+
+
+class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
+    force: bool = False
+
+
+@post("/jobs/{job_id:str}/replay", status_code=202, summary="Run the matching rules again")
+async def replay_job(request: Request, job_id: str, data: ReplayRequest | None = None
+                     ) -> dict[str, Any]:
+    rt = runtime_of(request)
+    job = await rt.store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
+        raise Conflict(f"job {job_id} has no result to replay yet (status {job.status})")
+    steps = pipeline.plan(rt.config.rules, job, job.status)
+    count = await rt.store.replay(job_id, steps, bool(data and data.force), time.time())
+    rt.engine.notify("steps")
+    return {"job_id": job_id, "steps_scheduled": count}
+
+
+@get("/models", summary="The model catalog")
+async def list_models(kind: str | None = None) -> dict[str, Any]:
+    models = [m for m in catalog.all_models() if kind is None or m.kind == kind]
+    return {"data": [catalog.describe(m) for m in models]}
+
+
+@get("/models/{name:path}", summary="One model of the catalog")
+async def show_model(name: str) -> dict[str, Any]:
+    spec = catalog.get(name.lstrip("/"))
+    if spec is None:
+        raise NotFound(f"unknown model {name.lstrip('/')!r}")
+    return catalog.describe(spec)
+
+
+api_router = Router(
+    path="/v1",
+    route_handlers=[create_job, show_job, list_jobs, replay_job, list_models, show_model],
+    guards=[require_api_key],
+    security=[{"BearerToken": []}],
+    request_max_body_size=API_MAX_BYTES,
+)
+
+
+# ---- the callback receiver ---------------------------------------------------------------
+
+class CallbackBody(msgspec.Struct):
+    status: Annotated[str, Meta(min_length=1, max_length=64)]
+    task_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+
+
+def _parse_callback(body: bytes) -> tuple[CallbackBody, dict[str, Any]]:
+    try:
+        payload = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RequestError("the body must be a JSON object")
+    try:
+        return msgspec.convert(payload, CallbackBody), payload
+    except msgspec.ValidationError as exc:
+        raise RequestError(f"invalid callback: {exc}") from None
+
+
+@post("/hooks/{job_id:str}/{token:str}", status_code=200, summary="Callback receiver",
+      request_max_body_size=CALLBACK_MAX_BYTES, security=[])
+async def receive_callback(request: Request, job_id: str, token: str) -> dict[str, Any]:
+    rt = runtime_of(request)
+    if not token_ok(rt.config.server.secret, job_id, token):
+        rt.metrics.callbacks.labels("bad_token").inc()
+        raise AuthError("invalid callback token")
+    parsed, payload = _parse_callback(await request.body())
+    job = await rt.store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if job.upstream_task_id and parsed.task_id and parsed.task_id != job.upstream_task_id:
+        raise Conflict(f"task_id {parsed.task_id!r} is not this job's task")
+    event = await rt.store.record_callback(job_id, parsed.task_id, parsed.status, payload,
+                                           time.time())
+    rt.metrics.callbacks.labels("duplicate" if event.duplicate else "stored").inc()
+    if not event.duplicate:
+        rt.engine.notify("events")
+    return {"received": True, "duplicate": event.duplicate, "event_id": event.id}
+
+
+# ---- health ------------------------------------------------------------------------------
+
+@get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Readiness: the store answers and the service is not stopping")
+async def readyz(request: Request) -> Response:
+    rt = runtime_of(request)
+    ready = not rt.stopping and await rt.store.ping()
+    return Response({"status": "ready" if ready else "not ready"},
+                    status_code=200 if ready else 503)
+
+
+@get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
+async def metrics(request: Request) -> bytes:
+    return runtime_of(request).metrics.render()
+
+
+public_handlers = [receive_callback, healthz, readyz, metrics]

@@ -1,0 +1,50 @@
+"""Credentials: callback tokens and API keys, always compared in constant time."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case
+
+
+def callback_token(secret: str, job_id: str) -> str:
+    """The token in a job's callback URL: an HMAC-SHA256 of the job id under the secret."""
+    digest = hmac.new(secret.encode(), f"callback:{job_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def token_ok(secret: str, job_id: str, token: str) -> bool:
+    return hmac.compare_digest(callback_token(secret, job_id).encode(), token.encode())
+
+
+def api_key_ok(keys: list[str], presented: str) -> bool:
+    """True when ``presented`` equals one of ``keys``; every key is compared, in constant time."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(key.encode(), presented.encode())
+    return found
+
+
+def bearer(header: str | None) -> str:
+    if not header:
+        return ""
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _base32(number: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 32)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def new_job_id(now: float | None = None) -> str:
+    """``job_`` + 10 characters of milliseconds + 16 random: sorts by creation time."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return "job_" + _base32(millis, 10) + _base32(secrets.randbits(80), 16)

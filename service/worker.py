@@ -1,0 +1,105 @@
+"""The background loops: submit, verify callbacks, reconcile, run steps.
+
+Each loop claims due work from the store, hands it to ``Engine`` and sleeps until woken (new
+work was stored) or until its poll interval passes. ``drain`` runs every loop until nothing
+is due, for tests that want no sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from service.engine import Engine
+
+log = logging.getLogger("taskhook")
+
+POLL_INTERVAL = 0.5
+
+
+class Workers:
+    def __init__(self, engine: Engine, step_concurrency: int = 4) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.step_concurrency = step_concurrency
+        self.tasks: list[asyncio.Task] = []
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        # One process per database: a step left running was running in a process now gone.
+        await self.store.recover_steps(time.time(), everything=True)
+        loops: list[tuple[str, Callable[[], Awaitable[int]]]] = [
+            ("submit", self.submit_once),
+            ("events", self.events_once),
+            ("polls", self.polls_once),
+        ]
+        loops += [("steps", self.step_once)] * self.step_concurrency
+        self.tasks = [asyncio.create_task(self._loop(name, fn), name=f"taskhook-{name}")
+                      for name, fn in loops]
+        self.tasks.append(asyncio.create_task(self._recover_loop(), name="taskhook-recover"))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self.stopping.set()
+        for event in self.engine.wake.values():
+            event.set()
+        _, pending = await asyncio.wait(self.tasks, timeout=grace) if self.tasks else ((), ())
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _loop(self, name: str, once: Callable[[], Awaitable[int]]) -> None:
+        wake = self.engine.wake[name]
+        while not self.stopping.is_set():
+            wake.clear()
+            try:
+                done = await once()
+            except Exception:
+                log.exception("the %s loop failed; retrying", name)
+                done = 0
+            if done == 0 and not self.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), POLL_INTERVAL)
+
+    async def _recover_loop(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 15)
+            if await self.store.recover_steps(time.time()):
+                self.engine.notify("steps")
+
+    async def submit_once(self) -> int:
+        jobs = await self.store.claim_submissions(time.time(), 16)
+        await asyncio.gather(*(self.engine.submit(job) for job in jobs))
+        return len(jobs)
+
+    async def events_once(self) -> int:
+        events = await self.store.pending_events(time.time(), 32)
+        await asyncio.gather(*(self.engine.process_event(event) for event in events))
+        return len(events)
+
+    async def polls_once(self) -> int:
+        jobs = await self.store.due_polls(time.time(), 16)
+        await asyncio.gather(*(self.engine.reconcile(job) for job in jobs))
+        return len(jobs)
+
+    async def step_once(self) -> int:
+        step = await self.store.claim_step(time.time(), time.time() + 60)
+        if step is None:
+            return 0
+        await self.engine.run_step(step)
+        return 1
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Runs every loop until none has due work (tests use this instead of sleeping)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = sum([await self.submit_once(), await self.events_once(),
+                        await self.polls_once(), await self.step_once()])
+            if done == 0:
+                return
+        raise TimeoutError("work was still due after the drain timeout")
