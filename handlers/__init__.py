@@ -36,8 +36,16 @@ class HandlerFailed(Exception):
 class StepContext:
     """What one run of one step sees: the template context, its templates and shared services."""
 
-    def __init__(self, *, context: dict[str, Any], templates: dict[str, Any], services: Any,
-                 step_id: int, attempt: int, idempotency_key: str) -> None:
+    def __init__(
+        self,
+        *,
+        context: dict[str, Any],
+        templates: dict[str, Any],
+        services: Any,
+        step_id: int,
+        attempt: int,
+        idempotency_key: str,
+    ) -> None:
         self.context = context
         self.templates = templates
         self.services = services

@@ -21,15 +21,17 @@ _ICON = {"completed": "✅", "failed": "❌"}
 def _links(context: dict[str, Any], fmt: str) -> list[str]:
     for result in context["steps"].values():
         if isinstance(result, dict) and result.get("presigned_urls"):
-            return [fmt.format(url=u, name=u.split("?")[0].rsplit("/", 1)[-1])
-                    for u in result["presigned_urls"]]
+            return [
+                fmt.format(url=u, name=u.split("?")[0].rsplit("/", 1)[-1])
+                for u in result["presigned_urls"]
+            ]
     return [fmt.format(url=o["url"], name=o["filename"]) for o in context["outputs"]]
 
 
 def summary(context: dict[str, Any], link_format: str) -> str:
     job, event = context["job"], context["event"]
     status = event["status"]
-    lines = [f"{_ICON.get(status, 'ℹ️')} {job['model']} {status}: {job['id']}"]
+    lines = [f"{_ICON.get(status, '🔔')} {job['model']} {status}: {job['id']}"]
     if event.get("error"):
         lines.append(f"Reason: {event['error']}")
     lines.extend(_links(context, link_format))
@@ -58,8 +60,9 @@ class SlackHandler(Handler):
     async def run(self, step: StepContext) -> dict[str, Any]:
         text = step.render("text") if step.has("text") else summary(step.context, "<{url}|{name}>")
         content = msgspec.json.encode({"text": text})
-        response = await post(step.services.http, step.render("webhook_url"), content,
-                              timeout=self.config.timeout)
+        response = await post(
+            step.services.http, step.render("webhook_url"), content, timeout=self.config.timeout
+        )
         return result_of(response)
 
 
@@ -77,6 +80,10 @@ class DiscordHandler(Handler):
         body: dict[str, Any] = {"content": content[:2000]}
         if self.config.username:
             body["username"] = self.config.username
-        response = await post(step.services.http, step.render("webhook_url"),
-                              msgspec.json.encode(body), timeout=self.config.timeout)
+        response = await post(
+            step.services.http,
+            step.render("webhook_url"),
+            msgspec.json.encode(body),
+            timeout=self.config.timeout,
+        )
         return result_of(response)

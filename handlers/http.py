@@ -18,8 +18,13 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-async def post(http: httpx.AsyncClient, url: str, content: bytes,
-               headers: dict[str, str] | None = None, timeout: float = 15.0) -> httpx.Response:
+async def post(
+    http: httpx.AsyncClient,
+    url: str,
+    content: bytes,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> httpx.Response:
     """POSTs ``content`` as JSON; 2xx returns, anything else raises ``HandlerFailed``."""
     all_headers = {"content-type": "application/json", **(headers or {})}
     try:
@@ -30,8 +35,11 @@ async def post(http: httpx.AsyncClient, url: str, content: bytes,
     if 200 <= code < 300:
         return response
     retryable = code in _RETRYABLE_4XX or code >= 500
-    raise HandlerFailed(f"POST {_safe(url)} answered {code}", retryable=retryable,
-                        retry_after=_retry_after(response))
+    raise HandlerFailed(
+        f"POST {_safe(url)} answered {code}",
+        retryable=retryable,
+        retry_after=_retry_after(response),
+    )
 
 
 def _safe(url: str) -> str:

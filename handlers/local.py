@@ -24,8 +24,13 @@ class LocalHandler(Handler):
     type_name = "local"
     Config = LocalConfig
     templates = ("path",)
-    result_sample = {"urls": ["file:///sample"], "keys": ["sample"], "paths": ["/sample"],
-                     "sizes": [1], "sha256": ["0" * 64]}
+    result_sample = {
+        "urls": ["file:///sample"],
+        "keys": ["sample"],
+        "paths": ["/sample"],
+        "sizes": [1],
+        "sha256": ["0" * 64],
+    }
 
     async def run(self, step: StepContext) -> dict[str, Any]:
         root = Path(self.config.directory).resolve()

@@ -61,6 +61,7 @@ class WebhookHandler(Handler):
             timestamp = int(time.time())
             headers["webhook-timestamp"] = str(timestamp)
             headers["webhook-signature"] = sign(self.config.secret, msg_id, timestamp, content)
-        response = await post(step.services.http, step.render("url"), content, headers,
-                              timeout=self.config.timeout)
+        response = await post(
+            step.services.http, step.render("url"), content, headers, timeout=self.config.timeout
+        )
         return result_of(response, webhook_id=msg_id)

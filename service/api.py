@@ -46,11 +46,16 @@ def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
 
 # ---- views -------------------------------------------------------------------------------
 
+
 def job_summary(job: Job) -> dict[str, Any]:
     view = pipeline.job_view(job)
-    view.update(updated_at=pipeline.iso(job.updated_at),
-                finished_at=pipeline.iso(job.finished_at), output=job.output,
-                outputs=job.outputs, error=job.error)
+    view.update(
+        updated_at=pipeline.iso(job.updated_at),
+        finished_at=pipeline.iso(job.finished_at),
+        output=job.output,
+        outputs=job.outputs,
+        error=job.error,
+    )
     if job.status == JobStatus.ACCEPTED and job.submit_state:
         view["submission"] = job.submit_state
     return view
@@ -60,22 +65,38 @@ async def job_detail(rt: Runtime, job: Job) -> dict[str, Any]:
     view = job_summary(job)
     view["children"] = await rt.store.children(job.id)
     view["events"] = [
-        {"id": e.id, "source": e.source, "status": e.status, "task_id": e.task_id,
-         "received_at": pipeline.iso(e.received_at), "duplicate": e.duplicate,
-         "verified": e.verified, "processed": e.processed_at is not None, "note": e.note}
+        {
+            "id": e.id,
+            "source": e.source,
+            "status": e.status,
+            "task_id": e.task_id,
+            "received_at": pipeline.iso(e.received_at),
+            "duplicate": e.duplicate,
+            "verified": e.verified,
+            "processed": e.processed_at is not None,
+            "note": e.note,
+        }
         for e in await rt.store.job_events(job.id)
     ]
     view["runs"] = [
-        {"rule": s.rule, "handler": s.handler, "position": s.position,
-         "generation": s.generation, "status": s.status, "attempts": s.attempts,
-         "last_error": s.last_error, "result": s.result,
-         "next_run_at": pipeline.iso(s.next_run_at) if s.status == "retrying" else None}
+        {
+            "rule": s.rule,
+            "handler": s.handler,
+            "position": s.position,
+            "generation": s.generation,
+            "status": s.status,
+            "attempts": s.attempts,
+            "last_error": s.last_error,
+            "result": s.result,
+            "next_run_at": pipeline.iso(s.next_run_at) if s.status == "retrying" else None,
+        }
         for s in await rt.store.job_steps(job.id)
     ]
     return view
 
 
 # ---- /v1/jobs ------------------------------------------------------------------------------
+
 
 def _request_hash(data: JobCreate) -> str:
     return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
@@ -86,25 +107,39 @@ def _validate(rt: Runtime, data: JobCreate) -> None:
     if rt.config.upstream.allow_unknown_models and catalog.get(data.model) is None:
         return
     if problems:
-        raise InvalidInput(f"input is not valid for {data.model}: "
-                           + "; ".join(f"{p.path}: {p.message}" for p in problems),
-                           details=[msgspec.structs.asdict(p) for p in problems])
+        raise InvalidInput(
+            f"input is not valid for {data.model}: "
+            + "; ".join(f"{p.path}: {p.message}" for p in problems),
+            details=[msgspec.structs.asdict(p) for p in problems],
+        )
 
 
 @post("/jobs", status_code=201, summary="Submit a job")
-async def create_job(request: Request, data: JobCreate,
-                     idempotency_key: Annotated[str | None, Parameter(
-                         header="Idempotency-Key", max_length=200)] = None) -> Response:
+async def create_job(
+    request: Request,
+    data: JobCreate,
+    idempotency_key: Annotated[
+        str | None, Parameter(header="Idempotency-Key", max_length=200)
+    ] = None,
+) -> Response:
     rt = runtime_of(request)
     _validate(rt, data)
     if data.dry_run:
         priced = await rt.upstream.create(data.model, data.input, dry_run=True)
         return Response({"dry_run": True, "model": data.model, **priced}, status_code=200)
     now = time.time()
-    job = Job(id=new_job_id(now), model=data.model, input=data.input, tags=data.tags,
-              metadata=data.metadata, created_at=now, updated_at=now,
-              idempotency_key=idempotency_key, request_hash=_request_hash(data),
-              submit_state=SubmitState.INFLIGHT)
+    job = Job(
+        id=new_job_id(now),
+        model=data.model,
+        input=data.input,
+        tags=data.tags,
+        metadata=data.metadata,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash(data),
+        submit_state=SubmitState.INFLIGHT,
+    )
     stored, created = await rt.store.create_job(job)
     if not created:
         return await _replayed(rt, stored, job.request_hash)
@@ -120,8 +155,9 @@ async def create_job(request: Request, data: JobCreate,
 async def _replayed(rt: Runtime, job: Job, request_hash: str | None) -> Response:
     if job.request_hash != request_hash:
         raise Conflict("this Idempotency-Key was used with a different request body")
-    return Response(await job_detail(rt, job), status_code=200,
-                    headers={"Idempotent-Replayed": "true"})
+    return Response(
+        await job_detail(rt, job), status_code=200, headers={"Idempotent-Replayed": "true"}
+    )
 
 
 @get("/jobs/{job_id:str}", summary="A job, with its callbacks and steps")
@@ -145,12 +181,15 @@ async def list_jobs(
     if status is not None and status not in {s.value for s in JobStatus}:
         raise RequestError(f"status must be one of {', '.join(s.value for s in JobStatus)}")
     rt = runtime_of(request)
-    jobs = await rt.store.list_jobs(status=status, model=model, tag=tag, limit=limit + 1,
-                                    cursor=cursor)
+    jobs = await rt.store.list_jobs(
+        status=status, model=model, tag=tag, limit=limit + 1, cursor=cursor
+    )
     page = jobs[:limit]
     more = len(jobs) > limit
-    return {"data": [job_summary(j) for j in page],
-            "next_cursor": page[-1].id if more and page else None}
+    return {
+        "data": [job_summary(j) for j in page],
+        "next_cursor": page[-1].id if more and page else None,
+    }
 
 
 class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -158,8 +197,9 @@ class ReplayRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/jobs/{job_id:str}/replay", status_code=202, summary="Run the matching rules again")
-async def replay_job(request: Request, job_id: str, data: ReplayRequest | None = None
-                     ) -> dict[str, Any]:
+async def replay_job(
+    request: Request, job_id: str, data: ReplayRequest | None = None
+) -> dict[str, Any]:
     rt = runtime_of(request)
     job = await rt.store.get_job(job_id)
     if job is None:
@@ -197,6 +237,7 @@ api_router = Router(
 
 # ---- the callback receiver ---------------------------------------------------------------
 
+
 class CallbackBody(msgspec.Struct):
     status: Annotated[str, Meta(min_length=1, max_length=64)]
     task_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
@@ -215,8 +256,13 @@ def _parse_callback(body: bytes) -> tuple[CallbackBody, dict[str, Any]]:
         raise RequestError(f"invalid callback: {exc}") from None
 
 
-@post("/hooks/{job_id:str}/{token:str}", status_code=200, summary="Callback receiver",
-      request_max_body_size=CALLBACK_MAX_BYTES, security=[])
+@post(
+    "/hooks/{job_id:str}/{token:str}",
+    status_code=200,
+    summary="Callback receiver",
+    request_max_body_size=CALLBACK_MAX_BYTES,
+    security=[],
+)
 async def receive_callback(request: Request, job_id: str, token: str) -> dict[str, Any]:
     rt = runtime_of(request)
     if not token_ok(rt.config.server.secret, job_id, token):
@@ -228,8 +274,9 @@ async def receive_callback(request: Request, job_id: str, token: str) -> dict[st
         raise NotFound(f"no job {job_id!r}")
     if job.upstream_task_id and parsed.task_id and parsed.task_id != job.upstream_task_id:
         raise Conflict(f"task_id {parsed.task_id!r} is not this job's task")
-    event = await rt.store.record_callback(job_id, parsed.task_id, parsed.status, payload,
-                                           time.time())
+    event = await rt.store.record_callback(
+        job_id, parsed.task_id, parsed.status, payload, time.time()
+    )
     rt.metrics.callbacks.labels("duplicate" if event.duplicate else "stored").inc()
     if not event.duplicate:
         rt.engine.notify("events")
@@ -237,6 +284,7 @@ async def receive_callback(request: Request, job_id: str, token: str) -> dict[st
 
 
 # ---- health ------------------------------------------------------------------------------
+
 
 @get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
@@ -247,8 +295,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> Response:
     rt = runtime_of(request)
     ready = not rt.stopping and await rt.store.ping()
-    return Response({"status": "ready" if ready else "not ready"},
-                    status_code=200 if ready else 503)
+    return Response(
+        {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
+    )
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4")

@@ -26,8 +26,12 @@ def error_response(_: Request, exc: TaskhookError) -> Response:
     return Response(body, status_code=exc.status_code, headers=headers)
 
 
-def create_app(config: Config, *, extra_handlers: Sequence[Any] = (),
-               on_shutdown: Sequence[Callable[[], Any]] = ()) -> Litestar:
+def create_app(
+    config: Config,
+    *,
+    extra_handlers: Sequence[Any] = (),
+    on_shutdown: Sequence[Callable[[], Any]] = (),
+) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = Runtime(config)
@@ -44,8 +48,10 @@ def create_app(config: Config, *, extra_handlers: Sequence[Any] = (),
         on_shutdown=list(on_shutdown),
         exception_handlers={TaskhookError: error_response},
         openapi_config=OpenAPIConfig(
-            title="taskhook", version=__version__,
-            components=Components(security_schemes={
-                "BearerToken": SecurityScheme(type="http", scheme="bearer")}),
+            title="taskhook",
+            version=__version__,
+            components=Components(
+                security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}
+            ),
         ),
     )

@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
     _serve_parser(sub)
     check = sub.add_parser("check", help="validate a config file")
-    check.add_argument("-c", "--config", help="config file (default $TASKHOOK_CONFIG, "
-                       "then ./taskhook.yaml)")
+    check.add_argument(
+        "-c", "--config", help="config file (default $TASKHOOK_CONFIG, then ./taskhook.yaml)"
+    )
     check.set_defaults(func=cmd_check)
     _client_parsers(sub)
     models = sub.add_parser("models", help="the model catalog")
@@ -65,30 +66,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the API, the callback receiver and the workers")
-    serve.add_argument("-c", "--config", help="config file (default $TASKHOOK_CONFIG, "
-                       "then ./taskhook.yaml)")
+    serve.add_argument(
+        "-c", "--config", help="config file (default $TASKHOOK_CONFIG, then ./taskhook.yaml)"
+    )
     serve.add_argument("--host", help="bind address (default: server.host)")
     serve.add_argument("--port", type=int, help="port (default: server.port)")
-    serve.add_argument("--demo", action="store_true",
-                       help="no config, no network: embedded simulator, files under "
-                            "./taskhook-demo/")
-    serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="no config, no network: embedded simulator, files under ./taskhook-demo/",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
 
 def _client_parsers(sub: Any) -> None:
     def client(name: str, help: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help)
-        parser.add_argument("--url", default=os.environ.get("TASKHOOK_URL", DEFAULT_URL),
-                            help="the taskhook server (default $TASKHOOK_URL or "
-                                 f"{DEFAULT_URL}); the key comes from $TASKHOOK_API_KEY")
+        parser.add_argument(
+            "--url",
+            default=os.environ.get("TASKHOOK_URL", DEFAULT_URL),
+            help="the taskhook server (default $TASKHOOK_URL or "
+            f"{DEFAULT_URL}); the key comes from $TASKHOOK_API_KEY",
+        )
         return parser
 
     submit = client("submit", "submit a job")
     submit.add_argument("model")
-    submit.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
-                        help="an input field; VALUE is read as JSON when it parses, else text")
+    submit.add_argument(
+        "-i",
+        "--input",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an input field; VALUE is read as JSON when it parses, else text",
+    )
     submit.add_argument("--input-json", help="the whole input as a JSON object")
     submit.add_argument("--tag", action="append", default=[])
     submit.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
@@ -109,12 +121,14 @@ def _client_parsers(sub: Any) -> None:
     show.set_defaults(func=cmd_show)
     replay = client("replay", "run a job's rules again")
     replay.add_argument("job_id")
-    replay.add_argument("--force", action="store_true",
-                        help="also rerun steps that already succeeded")
+    replay.add_argument(
+        "--force", action="store_true", help="also rerun steps that already succeeded"
+    )
     replay.set_defaults(func=cmd_replay)
 
 
 # ---- serve / check -------------------------------------------------------------------------
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -122,8 +136,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service import config as config_module
     from service.app import create_app
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.demo:
         from service.demo import demo_app
 
@@ -134,8 +149,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = args.host or config.server.host
         port = args.port if args.port is not None else config.server.port
     # No access log: callback URLs carry their token in the path.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level=args.log_level,
-                timeout_graceful_shutdown=15)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=15,
+    )
     return 0
 
 
@@ -150,14 +171,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # ---- client commands -----------------------------------------------------------------------
 
+
 class ApiError(Exception):
     pass
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
     key = os.environ.get("TASKHOOK_API_KEY") or "demo"
-    return httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {key}"},
-                        timeout=60.0)
+    return httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {key}"}, timeout=60.0)
 
 
 def _check(response: httpx.Response) -> Any:
@@ -199,8 +220,12 @@ def _job_body(args: argparse.Namespace) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise ApiError("--input-json must be a JSON object")
     data.update(_pairs(args.input, "--input"))
-    body = {"model": args.model, "input": data, "tags": args.tag,
-            "metadata": _pairs(args.metadata, "--metadata")}
+    body = {
+        "model": args.model,
+        "input": data,
+        "tags": args.tag,
+        "metadata": _pairs(args.metadata, "--metadata"),
+    }
     if args.dry_run:
         body["dry_run"] = True
     return body
@@ -251,8 +276,10 @@ def _progress(job: dict[str, Any]) -> list[str]:
         flags = ", duplicate" if event["duplicate"] else ""
         lines.append(f"  {event['source']} #{event['id']}: {event['status']}{flags}")
     for run in job.get("runs", []):
-        lines.append(f"  step {run['rule']}/{run['handler']}: {run['status']}"
-                     + (f" ({run['last_error']})" if run.get("last_error") else ""))
+        lines.append(
+            f"  step {run['rule']}/{run['handler']}: {run['status']}"
+            + (f" ({run['last_error']})" if run.get("last_error") else "")
+        )
     return lines
 
 
@@ -269,8 +296,16 @@ def _print_result(job: dict[str, Any]) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    params = {k: v for k, v in {"status": args.status, "model": args.model, "tag": args.tag,
-                                "limit": args.limit}.items() if v is not None}
+    params = {
+        k: v
+        for k, v in {
+            "status": args.status,
+            "model": args.model,
+            "tag": args.tag,
+            "limit": args.limit,
+        }.items()
+        if v is not None
+    }
     with _client(args) as client:
         page = _check(client.get("/v1/jobs", params=params))
     if args.json:
@@ -291,8 +326,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        body = _check(client.post(f"/v1/jobs/{args.job_id}/replay",
-                                  json={"force": args.force}))
+        body = _check(client.post(f"/v1/jobs/{args.job_id}/replay", json={"force": args.force}))
     print(f"job {body['job_id']}: {body['steps_scheduled']} step(s) scheduled")
     return 0
 
@@ -302,8 +336,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = catalog.get(args.model)
         if spec is None:
             hint = catalog.suggest(args.model)
-            raise ApiError(f"unknown model {args.model!r}"
-                           + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            raise ApiError(
+                f"unknown model {args.model!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            )
         print(json.dumps(catalog.describe(spec), indent=2))
         return 0
     models = [m for m in catalog.all_models() if args.kind in (None, m.kind)]

@@ -48,8 +48,15 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ServerConfig(_Section, kw_only=True):
-    public_url: Annotated[str, Meta(pattern=r"^https?://[^/\s]+", description=(
-        "how the upstream reaches this service; callbacks go to {public_url}/hooks/..."))]
+    public_url: Annotated[
+        str,
+        Meta(
+            pattern=r"^https?://[^/\s]+",
+            description=(
+                "how the upstream reaches this service; callbacks go to {public_url}/hooks/..."
+            ),
+        ),
+    ]
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
     api_keys: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
@@ -174,8 +181,7 @@ def _build(data: dict[str, Any], problems: list[str]) -> Config | None:
     rules = _rules(data.get("rules", []), specs, problems)
     if None in (server, upstream, storage, security):
         return None
-    return Config(server=server, upstream=upstream, storage=storage, security=security,
-                  rules=rules)
+    return Config(server=server, upstream=upstream, storage=storage, security=security, rules=rules)
 
 
 def _interpolate(value: Any, path: str, env: Any, problems: list[str]) -> Any:
@@ -233,6 +239,15 @@ def _convert(tp: type, data: Any, path: str, problems: list[str], required: bool
     for key in data:
         if key not in fields:
             problems.append(f"{_join(path, str(key))}: unknown key{_did_you_mean(key, fields)}")
+    _check_fields(fields, data, path, problems)
+    if len(problems) > before:
+        return None
+    return msgspec.convert(data, tp, strict=False)
+
+
+def _check_fields(
+    fields: dict[str, Any], data: dict[str, Any], path: str, problems: list[str]
+) -> None:
     for name, info in fields.items():
         if name not in data:
             if info.required:
@@ -242,9 +257,6 @@ def _convert(tp: type, data: Any, path: str, problems: list[str], required: bool
             msgspec.convert(data[name], info.type, strict=False)
         except msgspec.ValidationError as exc:
             problems.append(_error_text(exc, _join(path, name)))
-    if len(problems) > before:
-        return None
-    return msgspec.convert(data, tp, strict=False)
 
 
 @dataclass(frozen=True)
@@ -266,8 +278,9 @@ def _handler_specs(data: Any, problems: list[str]) -> dict[str, _HandlerSpec | N
     return specs
 
 
-def _handler_spec(name: str, options: Any, types: dict[str, type[Handler]],
-                  problems: list[str]) -> _HandlerSpec | None:
+def _handler_spec(
+    name: str, options: Any, types: dict[str, type[Handler]], problems: list[str]
+) -> _HandlerSpec | None:
     path = f"handlers.{name}"
     if not isinstance(options, dict):
         problems.append(f"{path}: must be a mapping with a 'type'")
@@ -318,8 +331,9 @@ def _rules(data: Any, specs: dict[str, _HandlerSpec | None], problems: list[str]
     return rules
 
 
-def _bind_steps(rule: RuleConfig, path: str, specs: dict[str, _HandlerSpec | None],
-                problems: list[str]) -> list[BoundStep] | None:
+def _bind_steps(
+    rule: RuleConfig, path: str, specs: dict[str, _HandlerSpec | None], problems: list[str]
+) -> list[BoundStep] | None:
     steps: list[BoundStep] = []
     results: dict[str, dict[str, Any]] = {}
     failed = False
@@ -338,11 +352,17 @@ def _bind_steps(rule: RuleConfig, path: str, specs: dict[str, _HandlerSpec | Non
     return None if failed else steps
 
 
-def _bind_step(ref: StepRef, path: str, specs: dict[str, _HandlerSpec | None],
-               results: dict[str, dict[str, Any]], problems: list[str]) -> BoundStep | None:
+def _bind_step(
+    ref: StepRef,
+    path: str,
+    specs: dict[str, _HandlerSpec | None],
+    results: dict[str, dict[str, Any]],
+    problems: list[str],
+) -> BoundStep | None:
     if ref.handler not in specs:
-        problems.append(f"{path}: no handler named {ref.handler!r}"
-                        f"{_did_you_mean(ref.handler, specs)}")
+        problems.append(
+            f"{path}: no handler named {ref.handler!r}{_did_you_mean(ref.handler, specs)}"
+        )
         return None
     spec = specs[ref.handler]
     if spec is None:  # its own problems are already listed
@@ -354,12 +374,18 @@ def _bind_step(ref: StepRef, path: str, specs: dict[str, _HandlerSpec | None],
     templates = _compile(spec.cls, config, path, results, problems)
     if templates is None:
         return None
-    return BoundStep(handler_name=spec.name, handler=spec.cls(config), templates=templates,
-                     retry=spec.retry)
+    return BoundStep(
+        handler_name=spec.name, handler=spec.cls(config), templates=templates, retry=spec.retry
+    )
 
 
-def _compile(cls: type[Handler], config: msgspec.Struct, path: str,
-             results: dict[str, dict[str, Any]], problems: list[str]) -> dict[str, Any] | None:
+def _compile(
+    cls: type[Handler],
+    config: msgspec.Struct,
+    path: str,
+    results: dict[str, dict[str, Any]],
+    problems: list[str],
+) -> dict[str, Any] | None:
     """Compiles the handler's template fields and renders each once with a sample context."""
     context = sample_context(results)
     templates: dict[str, Any] = {}

@@ -36,26 +36,51 @@ def _secret(directory: Path) -> str:
 def demo_config(port: int, directory: Path = DEMO_DIR) -> config_module.Config:
     base = f"http://127.0.0.1:{port}"
     data: dict[str, Any] = {
-        "server": {"public_url": base, "host": "127.0.0.1", "port": port,
-                   "api_keys": [os.environ.get("TASKHOOK_API_KEY") or "demo"],
-                   "secret": _secret(directory)},
+        "server": {
+            "public_url": base,
+            "host": "127.0.0.1",
+            "port": port,
+            "api_keys": [os.environ.get("TASKHOOK_API_KEY") or "demo"],
+            "secret": _secret(directory),
+        },
         "storage": {"url": f"sqlite:///{directory / 'taskhook.db'}"},
-        "upstream": {"base_url": f"{base}/simulator", "api_key": "demo-upstream",
-                     "reconcile_after": "20s"},
+        "upstream": {
+            "base_url": f"{base}/simulator",
+            "api_key": "demo-upstream",
+            "reconcile_after": "20s",
+        },
         "security": {"allow_private_networks": True},  # the simulator serves from 127.0.0.1
         "handlers": {
-            "files": {"type": "local", "directory": str(directory / "files"),
-                      "path": "{{ job.model | replace('/', '_') }}/{{ job.id }}/"
-                              "{{ output.filename }}"},
-            "forward": {"type": "webhook", "url": f"{base}/demo/inbox/webhook",
-                        "secret": "whsec_" + "ZGVtby1zaWduaW5nLWtleS1ub3QtYS1zZWNyZXQ="},
+            "files": {
+                "type": "local",
+                "directory": str(directory / "files"),
+                "path": "{{ job.model | replace('/', '_') }}/{{ job.id }}/{{ output.filename }}",
+            },
+            "forward": {
+                "type": "webhook",
+                "url": f"{base}/demo/inbox/webhook",
+                "secret": "whsec_" + "ZGVtby1zaWduaW5nLWtleS1ub3QtYS1zZWNyZXQ=",
+            },
             "team": {"type": "slack", "webhook_url": f"{base}/demo/inbox/slack"},
         },
         "rules": [
-            {"name": "copy-and-forward", "match": {"status": "completed"},
-             "handlers": ["files", {"handler": "forward", "with": {"body": {
-                 "job": "{{ job.id }}", "model": "{{ job.model }}",
-                 "files": "{{ steps.files.paths | join(', ') }}"}}}]},
+            {
+                "name": "copy-and-forward",
+                "match": {"status": "completed"},
+                "handlers": [
+                    "files",
+                    {
+                        "handler": "forward",
+                        "with": {
+                            "body": {
+                                "job": "{{ job.id }}",
+                                "model": "{{ job.model }}",
+                                "files": "{{ steps.files.paths | join(', ') }}",
+                            }
+                        },
+                    },
+                ],
+            },
             {"name": "tell-the-team", "handlers": ["team"]},
         ],
     }
@@ -81,11 +106,14 @@ def _inbox_handlers() -> list[Any]:
 
 def demo_app(port: int, directory: Path = DEMO_DIR) -> tuple[Litestar, str, int]:
     config = demo_config(port, directory)
-    simulator = Simulator(SimulatorSettings(api_key="demo-upstream", pending_seconds=0.5,
-                                            processing_seconds=1.5))
-    app = create_app(config, extra_handlers=[simulator.router("/simulator"),
-                                             *_inbox_handlers()],
-                     on_shutdown=[simulator.aclose])
+    simulator = Simulator(
+        SimulatorSettings(api_key="demo-upstream", pending_seconds=0.5, processing_seconds=1.5)
+    )
+    app = create_app(
+        config,
+        extra_handlers=[simulator.router("/simulator"), *_inbox_handlers()],
+        on_shutdown=[simulator.aclose],
+    )
     _print_welcome(config, port, directory)
     return app, "127.0.0.1", port
 
@@ -93,7 +121,8 @@ def demo_app(port: int, directory: Path = DEMO_DIR) -> tuple[Litestar, str, int]
 def _print_welcome(config: config_module.Config, port: int, directory: Path) -> None:
     key = config.server.api_keys[0]
     url = f"http://127.0.0.1:{port}"
-    print(f"""
+    print(
+        f"""
 taskhook demo on {url}  (API key: {key}; simulator at {url}/simulator)
 Data: {directory}/taskhook.db   Copied outputs: {directory}/files/
 
@@ -101,8 +130,11 @@ Try it from another terminal:
   taskhook submit google/nano-banana -i prompt="a red fox" -i aspect_ratio=1:1 --wait
   curl -s -X POST {url}/v1/jobs -H 'Authorization: Bearer {key}' \\
        -H 'Content-Type: application/json' \\
-       -d '{{"model": "google/nano-banana", "input": {{"prompt": "a red fox", "aspect_ratio": "1:1"}}}}'
+       -d '{{"model": "google/nano-banana",
+            "input": {{"prompt": "a red fox", "aspect_ratio": "1:1"}}}}'
   taskhook jobs            # list;  taskhook show JOB_ID  # callbacks and steps
   curl -s {url}/demo/inbox # what the webhook and Slack steps posted
 API docs: {url}/schema
-""", flush=True)
+""",
+        flush=True,
+    )

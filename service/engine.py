@@ -48,7 +48,7 @@ class Submitted(enum.StrEnum):
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
     """Exponential backoff with full jitter: a random delay in [0, min(cap, base * 2^n)]."""
-    return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))  # noqa: S311
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
 
 
 @dataclass
@@ -62,14 +62,23 @@ class Services:
 
 
 class Engine:
-    def __init__(self, config: Config, store: Store, upstream: UpstreamClient,
-                 http: httpx.AsyncClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        upstream: UpstreamClient,
+        http: httpx.AsyncClient,
+        metrics: Metrics,
+    ) -> None:
         self.config = config
         self.store = store
         self.upstream = upstream
         self.metrics = metrics
-        fetcher = Fetcher(http, allow_private=config.security.allow_private_networks,
-                          max_bytes=config.security.max_download_bytes)
+        fetcher = Fetcher(
+            http,
+            allow_private=config.security.allow_private_networks,
+            max_bytes=config.security.max_download_bytes,
+        )
         self.services = Services(http=http, fetcher=fetcher, config=config, engine=self)
         self.wake = {name: asyncio.Event() for name in ("submit", "events", "steps", "polls")}
         self.reconcile_after = seconds(config.upstream.reconcile_after)
@@ -86,8 +95,9 @@ class Engine:
     async def submit(self, job: Job) -> tuple[Submitted, Exception | None]:
         """Sends a job (in state ``inflight``) to the upstream and records what happened."""
         try:
-            data = await self.upstream.create(job.model, job.input,
-                                              callback_url=self.callback_url(job.id))
+            data = await self.upstream.create(
+                job.model, job.input, callback_url=self.callback_url(job.id)
+            )
         except (UpstreamRefused, UpstreamAuthFailed) as exc:
             await self.store.mark_rejected(job.id, exc.message)
             self.metrics.jobs.labels("rejected").inc()
@@ -111,9 +121,15 @@ class Engine:
         """Records the job's end and plans its rules' steps, in one transaction, once."""
         outputs = normalise(state.output) if state.status == "completed" else []
         steps = pipeline.plan(self.config.rules, job, state.status)
-        changed = await self.store.finish_job(job.id, status=state.status, output=state.output,
-                                              outputs=outputs, error=state.error, steps=steps,
-                                              now=time.time())
+        changed = await self.store.finish_job(
+            job.id,
+            status=state.status,
+            output=state.output,
+            outputs=outputs,
+            error=state.error,
+            steps=steps,
+            now=time.time(),
+        )
         if changed:
             self.metrics.jobs.labels(state.status).inc()
             self.notify("steps")
@@ -123,8 +139,12 @@ class Engine:
         job = await self.store.get_job(event.job_id)
         if job is None or job.status not in ("accepted", "submitted"):
             status = job.status if job else "missing"
-            await self.store.finish_event(event.id, verified=None, now=time.time(),
-                                          note=f"job already {status}; nothing to do")
+            await self.store.finish_event(
+                event.id,
+                verified=None,
+                now=time.time(),
+                note=f"job already {status}; nothing to do",
+            )
             return
         if self.config.upstream.verify == "trust":
             await self._act_on_payload(job, event)
@@ -134,28 +154,41 @@ class Engine:
     async def _act_on_payload(self, job: Job, event: Event) -> None:
         payload = event.payload
         if event.status not in ("completed", "failed"):
-            await self.store.finish_event(event.id, verified=False, now=time.time(),
-                                          note=f"status {event.status!r} is not an end")
+            await self.store.finish_event(
+                event.id,
+                verified=False,
+                now=time.time(),
+                note=f"status {event.status!r} is not an end",
+            )
             return
         data = payload.get("data")
-        state = TaskState(task_id=event.task_id or "", status=event.status,
-                          output=data if isinstance(data, dict) else None,
-                          error=failure_reason(payload) if event.status == "failed" else None)
+        state = TaskState(
+            task_id=event.task_id or "",
+            status=event.status,
+            output=data if isinstance(data, dict) else None,
+            error=failure_reason(payload) if event.status == "failed" else None,
+        )
         await self.finish(job, state)
-        await self.store.finish_event(event.id, verified=False, note="trusted without checking",
-                                      now=time.time())
+        await self.store.finish_event(
+            event.id, verified=False, note="trusted without checking", now=time.time()
+        )
 
     async def _verify_and_act(self, job: Job, event: Event) -> None:
         task_id = job.upstream_task_id or event.task_id
         if not task_id:
-            await self.store.finish_event(event.id, verified=False, now=time.time(),
-                                          note="no task id to verify against")
+            await self.store.finish_event(
+                event.id, verified=False, now=time.time(), note="no task id to verify against"
+            )
             return
         try:
             state = await self.upstream.status(task_id)
         except UpstreamRefused as exc:
-            await self.store.finish_event(event.id, verified=False, now=time.time(),
-                                          note=f"the upstream does not confirm: {exc.message}")
+            await self.store.finish_event(
+                event.id,
+                verified=False,
+                now=time.time(),
+                note=f"the upstream does not confirm: {exc.message}",
+            )
             return
         except UpstreamError as exc:
             retry_at = time.time() + backoff(event.attempts + 1, cap=120)
@@ -167,8 +200,11 @@ class Engine:
         now = time.time()
         if not state.terminal:
             await self.store.finish_event(
-                event.id, verified=False, now=now,
-                note=f"the upstream says {state.status!r}; not acted on")
+                event.id,
+                verified=False,
+                now=now,
+                note=f"the upstream says {state.status!r}; not acted on",
+            )
             await self.store.schedule_poll(job.id, now + min(30.0, self.reconcile_after))
             return
         await self.finish(job, state)
@@ -208,14 +244,19 @@ class Engine:
         bound = pipeline.find_step(self.config.rules, step.rule, step.position)
         job = await self.store.get_job(step.job_id)
         if bound is None or bound.handler_name != step.handler or job is None:
-            await self.store.step_failed(step.id, "the rule or handler is no longer configured",
-                                         None, time.time())
+            await self.store.step_failed(
+                step.id, "the rule or handler is no longer configured", None, time.time()
+            )
             return
         prior = await self.store.prior_results(step)
         context = StepContext(
-            context=pipeline.context(job, prior), templates=bound.templates,
-            services=self.services, step_id=step.id, attempt=step.attempts,
-            idempotency_key=f"{job.id}.{step.rule}.{step.generation}.{step.position}")
+            context=pipeline.context(job, prior),
+            templates=bound.templates,
+            services=self.services,
+            step_id=step.id,
+            attempt=step.attempts,
+            idempotency_key=f"{job.id}.{step.rule}.{step.generation}.{step.position}",
+        )
         try:
             result = await self._run_with_heartbeat(step, bound.handler.run(context))
         except HandlerFailed as exc:
@@ -244,8 +285,9 @@ class Engine:
         finally:
             beater.cancel()
 
-    async def _step_failed(self, step: Step, retry: Any, error: str, retryable: bool,
-                           retry_after: float | None) -> None:
+    async def _step_failed(
+        self, step: Step, retry: Any, error: str, retryable: bool, retry_after: float | None
+    ) -> None:
         now = time.time()
         age = now - (step.first_attempt_at or now)
         if retryable and step.attempts < retry.max_attempts and age < seconds(retry.max_age):
@@ -255,5 +297,6 @@ class Engine:
         else:
             await self.store.step_failed(step.id, error, None, now)
             self.metrics.steps.labels(step.handler, "dead").inc()
-            log.warning("step %s (%s of rule %s) is dead: %s", step.id, step.handler, step.rule,
-                        error)
+            log.warning(
+                "step %s (%s of rule %s) is dead: %s", step.id, step.handler, step.rule, error
+            )

@@ -9,7 +9,7 @@
     │   ├── InvalidInput              (422) the input fails the model's documented rules
     │   └── UpstreamRefused           (the upstream's 4xx) the upstream refused the task
     └── UpstreamError                 the upstream could not be used
-        ├── UpstreamUnavailable       (503) 429, 5xx or a connection failure before sending: safe to retry
+        ├── UpstreamUnavailable       (503) 429, 5xx, or no connection: safe to retry
         ├── UpstreamAmbiguous         a failure after the request was sent: never resend blindly
         └── UpstreamAuthFailed        (502) the upstream refused taskhook's own API key
 

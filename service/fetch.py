@@ -39,13 +39,20 @@ def _forbidden(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
-            or ip.is_multicast or ip.is_reserved)
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_multicast
+        or ip.is_reserved
+    )
 
 
 class Fetcher:
-    def __init__(self, http: httpx.AsyncClient, *, allow_private: bool, max_bytes: int,
-                 timeout: float = 60.0) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, allow_private: bool, max_bytes: int, timeout: float = 60.0
+    ) -> None:
         self.http = http
         self.allow_private = allow_private
         self.max_bytes = max_bytes
@@ -55,19 +62,23 @@ class Fetcher:
         """Refuses a URL that taskhook must not fetch (raises a non-retryable failure)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HandlerFailed(f"refused to fetch {url!r}: only http and https URLs",
-                                retryable=False)
+            raise HandlerFailed(
+                f"refused to fetch {url!r}: only http and https URLs", retryable=False
+            )
         if self.allow_private:
             return
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
-                parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+                parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
+            )
         except socket.gaierror as exc:
             raise HandlerFailed(f"cannot resolve {parts.hostname!r}: {exc}") from exc
         if any(_forbidden(info[4][0]) for info in infos):
             raise HandlerFailed(
                 f"refused to fetch {url!r}: {parts.hostname} resolves to a private or local "
-                "address (set security.allow_private_networks to allow it)", retryable=False)
+                "address (set security.allow_private_networks to allow it)",
+                retryable=False,
+            )
 
     @asynccontextmanager
     async def open(self, url: str) -> AsyncIterator[httpx.Response]:
@@ -111,8 +122,10 @@ class Fetcher:
                 async for chunk in response.aiter_bytes(_CHUNK):
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise HandlerFailed(f"{url!r} is larger than the download cap of "
-                                            f"{self.max_bytes} bytes", retryable=False)
+                        raise HandlerFailed(
+                            f"{url!r} is larger than the download cap of {self.max_bytes} bytes",
+                            retryable=False,
+                        )
                     digest.update(chunk)
                     file.write(chunk)  # type: ignore[attr-defined]
         except httpx.HTTPError as exc:

@@ -8,12 +8,24 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.callbacks = Counter("taskhook_callbacks_total", "Callbacks received, by outcome",
-                                 ["outcome"], registry=self.registry)
-        self.jobs = Counter("taskhook_jobs_total", "Job status changes, by new status",
-                            ["status"], registry=self.registry)
-        self.steps = Counter("taskhook_steps_total", "Step outcomes, by handler and outcome",
-                             ["handler", "outcome"], registry=self.registry)
+        self.callbacks = Counter(
+            "taskhook_callbacks_total",
+            "Callbacks received, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.jobs = Counter(
+            "taskhook_jobs_total",
+            "Job status changes, by new status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.steps = Counter(
+            "taskhook_steps_total",
+            "Step outcomes, by handler and outcome",
+            ["handler", "outcome"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

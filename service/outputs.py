@@ -46,6 +46,13 @@ def normalise(output: dict[str, Any] | None) -> list[dict[str, Any]]:
         for url in _urls(field, value):
             if not url.startswith(("http://", "https://")):
                 continue
-            outputs.append({"url": url, "field": field, "index": len(outputs),
-                            "kind": kind_of(field, url), "filename": filename_of(url)})
+            outputs.append(
+                {
+                    "url": url,
+                    "field": field,
+                    "index": len(outputs),
+                    "kind": kind_of(field, url),
+                    "filename": filename_of(url),
+                }
+            )
     return outputs

@@ -35,14 +35,20 @@ class Runtime:
             timeout=httpx.Timeout(30.0, connect=10.0),
             headers={"user-agent": "taskhook"},
         )
-        self.upstream = UpstreamClient(self.config.upstream.base_url,
-                                       self.config.upstream.api_key, self.http,
-                                       timeout=seconds(self.config.upstream.timeout))
+        self.upstream = UpstreamClient(
+            self.config.upstream.base_url,
+            self.config.upstream.api_key,
+            self.http,
+            timeout=seconds(self.config.upstream.timeout),
+        )
         self.engine = Engine(self.config, self.store, self.upstream, self.http, self.metrics)
         self.workers = Workers(self.engine)
         await self.workers.start()
-        log.info("taskhook ready: %d rule(s), storage %s", len(self.config.rules),
-                 self.config.database_path)
+        log.info(
+            "taskhook ready: %d rule(s), storage %s",
+            len(self.config.rules),
+            self.config.database_path,
+        )
 
     async def stop(self) -> None:
         self.stopping = True

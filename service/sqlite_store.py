@@ -253,8 +253,15 @@ class SQLiteStore:
     async def get_job(self, job_id: str) -> Job | None:
         return await self._call(_get_job, job_id)
 
-    async def list_jobs(self, *, status: str | None, model: str | None, tag: str | None,
-                        limit: int, cursor: str | None) -> list[Job]:
+    async def list_jobs(
+        self,
+        *,
+        status: str | None,
+        model: str | None,
+        tag: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> list[Job]:
         return await self._call(_list_jobs, status, model, tag, limit, cursor)
 
     async def children(self, job_id: str) -> list[str]:
@@ -265,58 +272,88 @@ class SQLiteStore:
         await self._call(_mark_submitted, job_id, task_id, poll_at)
 
     async def mark_rejected(self, job_id: str, error: str) -> None:
-        await self._call(_set_job, job_id, "status = ?, error = ?, submit_state = NULL",
-                         [JobStatus.REJECTED, error])
+        await self._call(
+            _set_job,
+            job_id,
+            "status = ?, error = ?, submit_state = NULL",
+            [JobStatus.REJECTED, error],
+        )
 
     async def schedule_submit(self, job_id: str, at: float, error: str | None) -> None:
-        await self._call(_set_job, job_id,
-                         "submit_state = ?, next_attempt_at = ?, error = ?",
-                         [SubmitState.WAITING, at, error], "status = 'accepted'")
+        await self._call(
+            _set_job,
+            job_id,
+            "submit_state = ?, next_attempt_at = ?, error = ?",
+            [SubmitState.WAITING, at, error],
+            "status = 'accepted'",
+        )
 
     async def mark_ambiguous(self, job_id: str, error: str) -> None:
-        await self._call(_set_job, job_id, "submit_state = ?, error = ?, next_attempt_at = NULL",
-                         [SubmitState.AMBIGUOUS, error], "status = 'accepted'")
+        await self._call(
+            _set_job,
+            job_id,
+            "submit_state = ?, error = ?, next_attempt_at = NULL",
+            [SubmitState.AMBIGUOUS, error],
+            "status = 'accepted'",
+        )
 
     async def claim_submissions(self, now: float, limit: int) -> list[Job]:
         return await self._call(_claim_submissions, now, limit)
 
     async def due_polls(self, now: float, limit: int) -> list[Job]:
-        sql = ("SELECT * FROM jobs WHERE status = 'submitted' AND next_attempt_at <= ?"
-               " ORDER BY next_attempt_at LIMIT ?")
+        sql = (
+            "SELECT * FROM jobs WHERE status = 'submitted' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at LIMIT ?"
+        )
         return await self._call(lambda db: [_job(r) for r in db.query(sql, [now, limit])])
 
     async def schedule_poll(self, job_id: str, at: float) -> None:
         await self._call(_set_job, job_id, "next_attempt_at = ?", [at], "status = 'submitted'")
 
-    async def finish_job(self, job_id: str, *, status: str, output: dict[str, Any] | None,
-                         outputs: list[dict[str, Any]], error: str | None,
-                         steps: list[PlannedStep], now: float) -> bool:
+    async def finish_job(
+        self,
+        job_id: str,
+        *,
+        status: str,
+        output: dict[str, Any] | None,
+        outputs: list[dict[str, Any]],
+        error: str | None,
+        steps: list[PlannedStep],
+        now: float,
+    ) -> bool:
         return await self._call(_finish_job, job_id, status, output, outputs, error, steps, now)
 
     # ---- events --------------------------------------------------------------------------
 
-    async def record_callback(self, job_id: str, task_id: str | None, status: str,
-                              payload: dict[str, Any], now: float) -> Event:
+    async def record_callback(
+        self, job_id: str, task_id: str | None, status: str, payload: dict[str, Any], now: float
+    ) -> Event:
         return await self._call(_record_callback, job_id, task_id, status, payload, now)
 
-    async def record_poll(self, job_id: str, task_id: str, status: str,
-                          payload: dict[str, Any], now: float) -> Event:
-        return await self._call(_insert_event, job_id, "poll", task_id, status, payload, now,
-                                False, now)
+    async def record_poll(
+        self, job_id: str, task_id: str, status: str, payload: dict[str, Any], now: float
+    ) -> Event:
+        return await self._call(
+            _insert_event, job_id, "poll", task_id, status, payload, now, False, now
+        )
 
     async def pending_events(self, now: float, limit: int) -> list[Event]:
-        sql = ("SELECT * FROM events WHERE processed_at IS NULL AND next_attempt_at <= ?"
-               " ORDER BY next_attempt_at, id LIMIT ?")
+        sql = (
+            "SELECT * FROM events WHERE processed_at IS NULL AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?"
+        )
         return await self._call(lambda db: [_event(r) for r in db.query(sql, [now, limit])])
 
-    async def finish_event(self, event_id: int, *, verified: bool | None, note: str | None,
-                           now: float) -> None:
+    async def finish_event(
+        self, event_id: int, *, verified: bool | None, note: str | None, now: float
+    ) -> None:
         sql = "UPDATE events SET processed_at = ?, verified = ?, note = ? WHERE id = ?"
         await self._call(lambda db: db.execute(sql, [now, verified, note, event_id]))
 
     async def retry_event(self, event_id: int, at: float, note: str) -> None:
-        sql = ("UPDATE events SET attempts = attempts + 1, next_attempt_at = ?, note = ?"
-               " WHERE id = ?")
+        sql = (
+            "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?, note = ? WHERE id = ?"
+        )
         await self._call(lambda db: db.execute(sql, [at, note, event_id]))
 
     async def job_events(self, job_id: str) -> list[Event]:
@@ -336,30 +373,36 @@ class SQLiteStore:
         await self._call(lambda db: db.execute(sql, [lease_until, step_id]))
 
     async def step_succeeded(self, step_id: int, result: dict[str, Any], now: float) -> None:
-        sql = ("UPDATE steps SET status = 'succeeded', result = ?, last_error = NULL,"
-               " lease_until = NULL, updated_at = ? WHERE id = ?")
+        sql = (
+            "UPDATE steps SET status = 'succeeded', result = ?, last_error = NULL,"
+            " lease_until = NULL, updated_at = ? WHERE id = ?"
+        )
         await self._call(lambda db: db.execute(sql, [_encode(result), now, step_id]))
 
-    async def step_failed(self, step_id: int, error: str, retry_at: float | None,
-                          now: float) -> None:
+    async def step_failed(
+        self, step_id: int, error: str, retry_at: float | None, now: float
+    ) -> None:
         status = StepStatus.RETRYING if retry_at is not None else StepStatus.DEAD
-        sql = ("UPDATE steps SET status = ?, last_error = ?, next_run_at = COALESCE(?, next_run_at),"
-               " lease_until = NULL, updated_at = ? WHERE id = ?")
+        sql = (
+            "UPDATE steps SET status = ?, last_error = ?,"
+            " next_run_at = COALESCE(?, next_run_at), lease_until = NULL, updated_at = ?"
+            " WHERE id = ?"
+        )
         await self._call(lambda db: db.execute(sql, [status, error, retry_at, now, step_id]))
 
     async def recover_steps(self, now: float, everything: bool = False) -> int:
         """Returns running steps whose lease expired (or all running steps) to the queue."""
-        sql = ("UPDATE steps SET status = 'retrying', lease_until = NULL, next_run_at = ?,"
-               " updated_at = ? WHERE status = 'running' AND (? OR lease_until < ?)")
-        return await self._call(
-            lambda db: db.execute(sql, [now, now, everything, now]).rowcount)
+        sql = (
+            "UPDATE steps SET status = 'retrying', lease_until = NULL, next_run_at = ?,"
+            " updated_at = ? WHERE status = 'running' AND (? OR lease_until < ?)"
+        )
+        return await self._call(lambda db: db.execute(sql, [now, now, everything, now]).rowcount)
 
     async def job_steps(self, job_id: str) -> list[Step]:
         sql = "SELECT * FROM steps WHERE job_id = ? ORDER BY generation, rule, position"
         return await self._call(lambda db: [_step(r) for r in db.query(sql, [job_id])])
 
-    async def replay(self, job_id: str, steps: list[PlannedStep], force: bool,
-                     now: float) -> int:
+    async def replay(self, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:
         return await self._call(_replay, job_id, steps, force, now)
 
 
@@ -370,8 +413,9 @@ _JOB_COLUMNS = [f for f in Job.__struct_fields__]
 
 def _create_job(db: Database, job: Job) -> tuple[Job, bool]:
     if job.idempotency_key:
-        row = next(db.query("SELECT * FROM jobs WHERE idempotency_key = ?",
-                            [job.idempotency_key]), None)
+        row = next(
+            db.query("SELECT * FROM jobs WHERE idempotency_key = ?", [job.idempotency_key]), None
+        )
         if row is not None:
             return _job(row), False
     values = msgspec.structs.asdict(job)
@@ -388,8 +432,14 @@ def _get_job(db: Database, job_id: str) -> Job | None:
     return None if row is None else _job(row)
 
 
-def _list_jobs(db: Database, status: str | None, model: str | None, tag: str | None,
-               limit: int, cursor: str | None) -> list[Job]:
+def _list_jobs(
+    db: Database,
+    status: str | None,
+    model: str | None,
+    tag: str | None,
+    limit: int,
+    cursor: str | None,
+) -> list[Job]:
     sql = """SELECT * FROM jobs
              WHERE (:status IS NULL OR status = :status)
                AND (:model IS NULL OR model = :model)
@@ -401,8 +451,9 @@ def _list_jobs(db: Database, status: str | None, model: str | None, tag: str | N
     return [_job(r) for r in db.query(sql, params)]
 
 
-def _set_job(db: Database, job_id: str, assignments: str, values: list[Any],
-             condition: str = "1") -> int:
+def _set_job(
+    db: Database, job_id: str, assignments: str, values: list[Any], condition: str = "1"
+) -> int:
     sql = f"UPDATE jobs SET {assignments}, updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND {condition}"  # noqa: S608, E501
     return db.execute(sql, [*values, job_id]).rowcount
 
@@ -432,23 +483,38 @@ def _claim_submissions(db: Database, now: float, limit: int) -> list[Job]:
     return [_job(r) for r in rows]
 
 
-def _finish_job(db: Database, job_id: str, status: str, output: dict[str, Any] | None,
-                outputs: list[dict[str, Any]], error: str | None,
-                steps: list[PlannedStep], now: float) -> bool:
+def _finish_job(
+    db: Database,
+    job_id: str,
+    status: str,
+    output: dict[str, Any] | None,
+    outputs: list[dict[str, Any]],
+    error: str | None,
+    steps: list[PlannedStep],
+    now: float,
+) -> bool:
     changed = db.execute(
         """UPDATE jobs SET status = ?, output = ?, outputs = ?, error = ?, finished_at = ?,
                updated_at = ?, next_attempt_at = NULL, submit_state = NULL
            WHERE id = ? AND status IN ('accepted', 'submitted')""",
-        [status, None if output is None else _encode(output), _encode(outputs), error, now,
-         now, job_id],
+        [
+            status,
+            None if output is None else _encode(output),
+            _encode(outputs),
+            error,
+            now,
+            now,
+            job_id,
+        ],
     ).rowcount
     if changed:
         _insert_steps(db, job_id, steps, 0, now)
     return bool(changed)
 
 
-def _insert_steps(db: Database, job_id: str, steps: list[PlannedStep], generation: int,
-                  now: float) -> None:
+def _insert_steps(
+    db: Database, job_id: str, steps: list[PlannedStep], generation: int, now: float
+) -> None:
     db.conn.executemany(
         """INSERT INTO steps (job_id, rule, position, handler, generation, status,
                               next_run_at, created_at, updated_at)
@@ -457,11 +523,11 @@ def _insert_steps(db: Database, job_id: str, steps: list[PlannedStep], generatio
     )
 
 
-def _record_callback(db: Database, job_id: str, task_id: str | None, status: str,
-                     payload: dict[str, Any], now: float) -> Event:
+def _record_callback(
+    db: Database, job_id: str, task_id: str | None, status: str, payload: dict[str, Any], now: float
+) -> Event:
     """Stores a callback; a repeat of a result already recorded is marked duplicate."""
-    job = db.execute("SELECT status, upstream_task_id FROM jobs WHERE id = ?",
-                     [job_id]).fetchone()
+    job = db.execute("SELECT status, upstream_task_id FROM jobs WHERE id = ?", [job_id]).fetchone()
     if job is not None and job[1] is None and task_id:
         # The create answer never reached us (or has not yet): the callback tells the task.
         db.execute("UPDATE jobs SET upstream_task_id = ? WHERE id = ?", [task_id, job_id])
@@ -472,27 +538,49 @@ def _record_callback(db: Database, job_id: str, task_id: str | None, status: str
         [job_id, status, job_id, status],
     ).fetchone()[0]
     processed = now if duplicate else None
-    return _insert_event(db, job_id, "callback", task_id, status, payload, now,
-                         bool(duplicate), processed)
+    return _insert_event(
+        db, job_id, "callback", task_id, status, payload, now, bool(duplicate), processed
+    )
 
 
-def _insert_event(db: Database, job_id: str, source: str, task_id: str | None,
-                  status: str | None, payload: dict[str, Any], now: float, duplicate: bool,
-                  processed_at: float | None) -> Event:
+def _insert_event(
+    db: Database,
+    job_id: str,
+    source: str,
+    task_id: str | None,
+    status: str | None,
+    payload: dict[str, Any],
+    now: float,
+    duplicate: bool,
+    processed_at: float | None,
+) -> Event:
     verified = True if source == "poll" else None
-    row = next(db.query(
-        """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
+    row = next(
+        db.query(
+            """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
                                duplicate, verified, processed_at, next_attempt_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
-        [job_id, source, task_id, status, _encode(payload), now, duplicate, verified,
-         processed_at, now],
-    ))
+            [
+                job_id,
+                source,
+                task_id,
+                status,
+                _encode(payload),
+                now,
+                duplicate,
+                verified,
+                processed_at,
+                now,
+            ],
+        )
+    )
     return _event(row)
 
 
 def _claim_step(db: Database, now: float, lease_until: float) -> Step | None:
-    row = next(db.query(
-        """UPDATE steps SET status = 'running', attempts = attempts + 1, lease_until = ?,
+    row = next(
+        db.query(
+            """UPDATE steps SET status = 'running', attempts = attempts + 1, lease_until = ?,
                updated_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?)
            WHERE id = (
                SELECT s.id FROM steps s
@@ -504,8 +592,10 @@ def _claim_step(db: Database, now: float, lease_until: float) -> Step | None:
                        AND p.status != 'succeeded')
                ORDER BY s.next_run_at, s.id LIMIT 1)
            RETURNING *""",
-        [lease_until, now, now, now],
-    ), None)
+            [lease_until, now, now, now],
+        ),
+        None,
+    )
     return None if row is None else _step(row)
 
 
@@ -518,12 +608,12 @@ def _prior_results(db: Database, step: Step) -> dict[str, dict[str, Any]]:
     return {r["handler"]: msgspec.json.decode(r["result"] or b"{}") for r in rows}
 
 
-def _replay(db: Database, job_id: str, steps: list[PlannedStep], force: bool,
-            now: float) -> int:
+def _replay(db: Database, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:
     """Revives unfinished steps; adds rules that now match; with ``force`` reruns all."""
     if force:
-        generation = db.execute("SELECT COALESCE(MAX(generation), -1) + 1 FROM steps"
-                                " WHERE job_id = ?", [job_id]).fetchone()[0]
+        generation = db.execute(
+            "SELECT COALESCE(MAX(generation), -1) + 1 FROM steps WHERE job_id = ?", [job_id]
+        ).fetchone()[0]
         _insert_steps(db, job_id, steps, generation, now)
         return len(steps)
     revived = db.execute(
@@ -532,10 +622,12 @@ def _replay(db: Database, job_id: str, steps: list[PlannedStep], force: bool,
            WHERE job_id = ? AND status IN ('dead', 'retrying')""",
         [now, now, job_id],
     ).rowcount
-    existing = {r[0] for r in db.execute("SELECT DISTINCT rule FROM steps WHERE job_id = ?",
-                                          [job_id])}
+    existing = {
+        r[0] for r in db.execute("SELECT DISTINCT rule FROM steps WHERE job_id = ?", [job_id])
+    }
     fresh = [s for s in steps if s.rule not in existing]
-    generation = db.execute("SELECT COALESCE(MAX(generation), 0) FROM steps WHERE job_id = ?",
-                            [job_id]).fetchone()[0]
+    generation = db.execute(
+        "SELECT COALESCE(MAX(generation), 0) FROM steps WHERE job_id = ?", [job_id]
+    ).fetchone()[0]
     _insert_steps(db, job_id, fresh, generation, now)
     return revived + len(fresh)

@@ -74,15 +74,22 @@ def _decode(response: httpx.Response) -> Any:
 
 
 class UpstreamClient:
-    def __init__(self, base_url: str, api_key: str, http: httpx.AsyncClient,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, http: httpx.AsyncClient, timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self.http = http
         self.timeout = timeout
 
-    async def create(self, model: str, input: dict[str, Any], *, callback_url: str | None = None,
-                     dry_run: bool = False) -> dict[str, Any]:
+    async def create(
+        self,
+        model: str,
+        input: dict[str, Any],
+        *,
+        callback_url: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         """Creates a task (or prices it with ``dry_run``); returns the envelope's ``data``."""
         body: dict[str, Any] = {"model": model, "input": input}
         if callback_url:
@@ -90,15 +97,17 @@ class UpstreamClient:
         if dry_run:
             body["dry_run"] = True
         try:
-            response = await self.http.post(f"{self.base_url}/v1/tasks", json=body,
-                                             headers=self._headers, timeout=self.timeout)
+            response = await self.http.post(
+                f"{self.base_url}/v1/tasks", json=body, headers=self._headers, timeout=self.timeout
+            )
         except _NOT_SENT as exc:
             raise UpstreamUnavailable(f"cannot reach the upstream: {exc!r}") from exc
         except httpx.HTTPError as exc:
             if dry_run:
                 raise UpstreamUnavailable(f"upstream request failed: {exc!r}") from exc
             raise UpstreamAmbiguous(
-                f"the create request was sent but failed before an answer: {exc!r}") from exc
+                f"the create request was sent but failed before an answer: {exc!r}"
+            ) from exc
         data = self._data(response)
         if not dry_run and not isinstance(data.get("task_id"), str):
             raise UpstreamAmbiguous("the upstream accepted the task but sent no task_id")
@@ -106,8 +115,9 @@ class UpstreamClient:
 
     async def status(self, task_id: str) -> TaskState:
         try:
-            response = await self.http.get(f"{self.base_url}/v1/tasks/{task_id}",
-                                            headers=self._headers, timeout=self.timeout)
+            response = await self.http.get(
+                f"{self.base_url}/v1/tasks/{task_id}", headers=self._headers, timeout=self.timeout
+            )
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"cannot read the task's status: {exc!r}") from exc
         data = self._data(response)
@@ -127,11 +137,13 @@ class UpstreamClient:
             raise UpstreamAuthFailed()
         if code == 429 or code >= 500:
             reason = error_message(body, response.reason_phrase or "")
-            raise UpstreamUnavailable(f"upstream answered {code}: {reason}",
-                                      retry_after=_retry_after(response))
+            raise UpstreamUnavailable(
+                f"upstream answered {code}: {reason}", retry_after=_retry_after(response)
+            )
         if code >= 400 or not isinstance(body, dict) or body.get("success") is False:
             status = code if code >= 400 else 400
-            raise UpstreamRefused(error_message(body, f"upstream answered {code}"),
-                                  status_code=status)
+            raise UpstreamRefused(
+                error_message(body, f"upstream answered {code}"), status_code=status
+            )
         data = body.get("data")
         return data if isinstance(data, dict) else {}

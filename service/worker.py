@@ -37,8 +37,9 @@ class Workers:
             ("polls", self.polls_once),
         ]
         loops += [("steps", self.step_once)] * self.step_concurrency
-        self.tasks = [asyncio.create_task(self._loop(name, fn), name=f"taskhook-{name}")
-                      for name, fn in loops]
+        self.tasks = [
+            asyncio.create_task(self._loop(name, fn), name=f"taskhook-{name}") for name, fn in loops
+        ]
         self.tasks.append(asyncio.create_task(self._recover_loop(), name="taskhook-recover"))
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -98,8 +99,14 @@ class Workers:
         """Runs every loop until none has due work (tests use this instead of sleeping)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            done = sum([await self.submit_once(), await self.events_once(),
-                        await self.polls_once(), await self.step_once()])
+            done = sum(
+                [
+                    await self.submit_once(),
+                    await self.events_once(),
+                    await self.polls_once(),
+                    await self.step_once(),
+                ]
+            )
             if done == 0:
                 return
         raise TimeoutError("work was still due after the drain timeout")

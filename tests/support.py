@@ -89,8 +89,13 @@ def capture_app(status: Callable[[int], int] | None = None) -> tuple[Any, list[d
                 "status": code,
             }
         )
-        await send({"type": "http.response.start", "status": code,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": code,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     return app, received
