@@ -139,6 +139,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every URL it requests at INFO: callback URLs and chat webhook URLs carry
+    # credentials in their path, so keep it to warnings.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.demo:
         from service.demo import demo_app
 

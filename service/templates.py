@@ -11,7 +11,16 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+class _Environment(SandboxedEnvironment):
+    """Keys win over dict methods: ``steps.archive.keys`` is the step's ``keys``, not a method."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+ENV = _Environment(undefined=StrictUndefined, autoescape=False)
 
 __all__ = ["ENV", "TemplateError", "compile_tree", "render_tree", "sample_context"]
 
