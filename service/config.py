@@ -162,7 +162,10 @@ def parse(data: Any, source: str = "<memory>", env: dict[str, str] | None = None
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping"])
     data = _interpolate(data, "", os.environ if env is None else env, problems)
+    unset = {p.split(": ", 1)[0] for p in problems}
     config = _build(data, problems)
+    # A value left empty by an unset variable is reported once, as the unset variable.
+    problems[len(unset):] = [p for p in problems[len(unset):] if p.split(": ", 1)[0] not in unset]
     if problems or config is None:
         raise ConfigError([f"{source}: {p}" for p in problems])
     config.source = source
