@@ -165,7 +165,7 @@ def parse(data: Any, source: str = "<memory>", env: dict[str, str] | None = None
     unset = {p.split(": ", 1)[0] for p in problems}
     config = _build(data, problems)
     # A value left empty by an unset variable is reported once, as the unset variable.
-    problems[len(unset):] = [p for p in problems[len(unset):] if p.split(": ", 1)[0] not in unset]
+    problems[len(unset) :] = [p for p in problems[len(unset) :] if p.split(": ", 1)[0] not in unset]
     if problems or config is None:
         raise ConfigError([f"{source}: {p}" for p in problems])
     config.source = source

@@ -297,6 +297,16 @@ class SQLiteStore:
             "status = 'accepted'",
         )
 
+    async def recover_inflight(self) -> int:
+        """Jobs whose create request was in flight when the process stopped: the request may
+        have reached the upstream, so they are ambiguous, never resent blindly."""
+        return await self._call(
+            _set_job_where,
+            "submit_state = 'ambiguous', error = 'taskhook stopped while submitting; the "
+            "upstream may have created the task (its callback will adopt it)'",
+            "status = 'accepted' AND submit_state = 'inflight'",
+        )
+
     async def claim_submissions(self, now: float, limit: int) -> list[Job]:
         return await self._call(_claim_submissions, now, limit)
 
@@ -456,6 +466,11 @@ def _set_job(
 ) -> int:
     sql = f"UPDATE jobs SET {assignments}, updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND {condition}"  # noqa: S608, E501
     return db.execute(sql, [*values, job_id]).rowcount
+
+
+def _set_job_where(db: Database, assignments: str, condition: str) -> int:
+    sql = f"UPDATE jobs SET {assignments} WHERE {condition}"  # noqa: S608
+    return db.execute(sql).rowcount
 
 
 def _mark_submitted(db: Database, job_id: str, task_id: str, poll_at: float) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+
 class _Environment(SandboxedEnvironment):
     """Keys win over dict methods: ``steps.archive.keys`` is the step's ``keys``, not a method."""
 

@@ -31,6 +31,13 @@ class Workers:
     async def start(self) -> None:
         # One process per database: a step left running was running in a process now gone.
         await self.store.recover_steps(time.time(), everything=True)
+        ambiguous = await self.store.recover_inflight()
+        if ambiguous:
+            log.warning(
+                "%d job(s) were being submitted when taskhook stopped; they are marked "
+                "ambiguous and will not be resent blindly",
+                ambiguous,
+            )
         loops: list[tuple[str, Callable[[], Awaitable[int]]]] = [
             ("submit", self.submit_once),
             ("events", self.events_once),
