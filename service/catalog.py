@@ -1530,6 +1530,14 @@ def _describe_param(p: Param) -> dict[str, Any]:
     return out
 
 
+def _describe_pricing(spec: ModelSpec) -> dict[str, Any]:
+    complete = any(p.applies is _always for p in spec.prices)
+    return {
+        "per_image": [{"usd": p.usd, "when": p.when} for p in spec.prices],
+        "otherwise": None if complete else FLAT_PRICE,  # FLAT_PRICE is a placeholder
+    }
+
+
 def describe(spec: ModelSpec) -> dict[str, Any]:
     """A JSON-ready description of a model, its parameters and rules."""
     return {
@@ -1538,10 +1546,6 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
         "description": spec.description,
         "family": spec.family,
         **_describe_schema(spec.schema),
-        "pricing": {
-            "per_image": [{"usd": p.usd, "when": p.when} for p in spec.prices],
-            "otherwise": FLAT_PRICE,
-            "otherwise_is_placeholder": True,
-        },
+        "pricing": _describe_pricing(spec),
         "note": spec.note,
     }
