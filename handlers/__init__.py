@@ -14,6 +14,7 @@ Built-in types are registered exactly like third-party ones (see ``pyproject.tom
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ import msgspec
 from service.templates import render_tree
 
 ENTRY_POINT_GROUP = "taskhook.handlers"
+log = logging.getLogger("taskhook")
 
 
 class HandlerFailed(Exception):
@@ -79,6 +81,9 @@ def load_handler_types() -> dict[str, type[Handler]]:
     """Every installed handler type, by its YAML ``type`` name."""
     types: dict[str, type[Handler]] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        cls = entry.load()
-        types[entry.name] = cls
+        try:
+            types[entry.name] = entry.load()
+        except Exception as exc:  # a broken plugin must not take the built-ins down with it
+            log.warning("handler type %r (%s) could not be loaded: %s", entry.name,
+                        entry.value, exc)
     return types
