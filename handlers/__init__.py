@@ -73,6 +73,12 @@ class Handler:
     def __init__(self, config: msgspec.Struct) -> None:
         self.config = config
 
+    @classmethod
+    def check(cls, config: Any, rendered: dict[str, Any], allow_unknown_models: bool) -> list[str]:
+        """Problems with the template fields rendered against a sample context, found when
+        the config loads (``"field: what is wrong"``); none by default."""
+        return []
+
     async def run(self, step: StepContext) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -84,6 +90,7 @@ def load_handler_types() -> dict[str, type[Handler]]:
         try:
             types[entry.name] = entry.load()
         except Exception as exc:  # a broken plugin must not take the built-ins down with it
-            log.warning("handler type %r (%s) could not be loaded: %s", entry.name,
-                        entry.value, exc)
+            log.warning(
+                "handler type %r (%s) could not be loaded: %s", entry.name, entry.value, exc
+            )
     return types

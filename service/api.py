@@ -56,6 +56,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         outputs=job.outputs,
         error=job.error,
     )
+    if job.cost is not None:
+        view["cost"] = job.cost
     if job.status == JobStatus.ACCEPTED and job.submit_state:
         view["submission"] = job.submit_state
     return view

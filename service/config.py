@@ -181,7 +181,8 @@ def _build(data: dict[str, Any], problems: list[str]) -> Config | None:
     storage = _convert(StorageConfig, data.get("storage", {}), "storage", problems)
     security = _convert(SecurityConfig, data.get("security", {}), "security", problems)
     specs = _handler_specs(data.get("handlers", {}), problems)
-    rules = _rules(data.get("rules", []), specs, problems)
+    allow_unknown = isinstance(upstream, UpstreamConfig) and upstream.allow_unknown_models
+    rules = _Binder(specs, problems, allow_unknown).rules(data.get("rules", []))
     if None in (server, upstream, storage, security):
         return None
     return Config(server=server, upstream=upstream, storage=storage, security=security, rules=rules)
@@ -314,90 +315,97 @@ def _syntax_ok(cls: type[Handler], config: msgspec.Struct, path: str, problems: 
     return ok
 
 
-def _rules(data: Any, specs: dict[str, _HandlerSpec | None], problems: list[str]) -> list[Rule]:
-    if not isinstance(data, list):
-        problems.append("rules: must be a list")
-        return []
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(data):
-        path = f"rules[{index}]"
-        rule = _convert(RuleConfig, raw, path, problems)
-        if rule is None:
-            continue
-        if rule.name in seen:
-            problems.append(f"{path}.name: duplicate rule name {rule.name!r}")
-        seen.add(rule.name)
-        steps = _bind_steps(rule, path, specs, problems)
-        if steps is not None:
-            rules.append(Rule(name=rule.name, match=rule.match, steps=steps))
-    return rules
+class _Binder:
+    """Binds rules to handler instances: resolves names, merges ``with``, checks templates."""
 
+    def __init__(
+        self, specs: dict[str, _HandlerSpec | None], problems: list[str], allow_unknown_models: bool
+    ) -> None:
+        self.specs = specs
+        self.problems = problems
+        self.allow_unknown_models = allow_unknown_models
 
-def _bind_steps(
-    rule: RuleConfig, path: str, specs: dict[str, _HandlerSpec | None], problems: list[str]
-) -> list[BoundStep] | None:
-    steps: list[BoundStep] = []
-    results: dict[str, dict[str, Any]] = {}
-    failed = False
-    for index, ref in enumerate(rule.handlers):
-        ref = StepRef(handler=ref) if isinstance(ref, str) else ref
-        step_path = f"{path}.handlers[{index}]"
-        step = _bind_step(ref, step_path, specs, results, problems)
-        if step is None:
-            failed = True
-            continue
-        if ref.handler in results:
-            problems.append(f"{step_path}: handler {ref.handler!r} appears twice in one rule")
-            failed = True
-        results[ref.handler] = step.handler.result_sample
-        steps.append(step)
-    return None if failed else steps
+    def rules(self, data: Any) -> list[Rule]:
+        if not isinstance(data, list):
+            self.problems.append("rules: must be a list")
+            return []
+        rules: list[Rule] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(data):
+            path = f"rules[{index}]"
+            rule = _convert(RuleConfig, raw, path, self.problems)
+            if rule is None:
+                continue
+            if rule.name in seen:
+                self.problems.append(f"{path}.name: duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+            steps = self.steps(rule, path)
+            if steps is not None:
+                rules.append(Rule(name=rule.name, match=rule.match, steps=steps))
+        return rules
 
+    def steps(self, rule: RuleConfig, path: str) -> list[BoundStep] | None:
+        steps: list[BoundStep] = []
+        results: dict[str, dict[str, Any]] = {}
+        failed = False
+        for index, ref in enumerate(rule.handlers):
+            ref = StepRef(handler=ref) if isinstance(ref, str) else ref
+            step_path = f"{path}.handlers[{index}]"
+            step = self.step(ref, step_path, results)
+            if step is None:
+                failed = True
+                continue
+            if ref.handler in results:
+                self.problems.append(
+                    f"{step_path}: handler {ref.handler!r} appears twice in one rule"
+                )
+                failed = True
+            results[ref.handler] = step.handler.result_sample
+            steps.append(step)
+        return None if failed else steps
 
-def _bind_step(
-    ref: StepRef,
-    path: str,
-    specs: dict[str, _HandlerSpec | None],
-    results: dict[str, dict[str, Any]],
-    problems: list[str],
-) -> BoundStep | None:
-    if ref.handler not in specs:
-        problems.append(
-            f"{path}: no handler named {ref.handler!r}{_did_you_mean(ref.handler, specs)}"
+    def step(self, ref: StepRef, path: str, results: dict[str, dict[str, Any]]) -> BoundStep | None:
+        if ref.handler not in self.specs:
+            self.problems.append(
+                f"{path}: no handler named {ref.handler!r}{_did_you_mean(ref.handler, self.specs)}"
+            )
+            return None
+        spec = self.specs[ref.handler]
+        if spec is None:  # its own problems are already listed
+            return None
+        config = _convert(
+            spec.cls.Config, {**spec.options, **ref.with_}, f"{path}.with", self.problems
         )
-        return None
-    spec = specs[ref.handler]
-    if spec is None:  # its own problems are already listed
-        return None
-    options = {**spec.options, **ref.with_}
-    config = _convert(spec.cls.Config, options, f"{path}.with", problems)
-    if config is None:
-        return None
-    templates = _compile(spec.cls, config, path, results, problems)
-    if templates is None:
-        return None
-    return BoundStep(
-        handler_name=spec.name, handler=spec.cls(config), templates=templates, retry=spec.retry
-    )
+        if config is None:
+            return None
+        templates = self.compile(spec.cls, config, path, results)
+        if templates is None:
+            return None
+        return BoundStep(
+            handler_name=spec.name, handler=spec.cls(config), templates=templates, retry=spec.retry
+        )
 
-
-def _compile(
-    cls: type[Handler],
-    config: msgspec.Struct,
-    path: str,
-    results: dict[str, dict[str, Any]],
-    problems: list[str],
-) -> dict[str, Any] | None:
-    """Compiles the handler's template fields and renders each once with a sample context."""
-    context = sample_context(results)
-    templates: dict[str, Any] = {}
-    before = len(problems)
-    for name in cls.templates:
-        value = getattr(config, name)
-        try:
-            templates[name] = compile_tree(value)
-            render_tree(templates[name], context)
-        except TemplateError as exc:
-            problems.append(f"{path} ({cls.type_name}).{name}: template error: {exc.message}")
-    return templates if len(problems) == before else None
+    def compile(
+        self,
+        cls: type[Handler],
+        config: msgspec.Struct,
+        path: str,
+        results: dict[str, dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """Compiles the template fields, renders each with a sample context and lets the
+        handler type check the rendered values (a follow-up's input against the catalog)."""
+        context = sample_context(results)
+        templates: dict[str, Any] = {}
+        rendered: dict[str, Any] = {}
+        before = len(self.problems)
+        label = f"{path} ({cls.type_name})"
+        for name in cls.templates:
+            try:
+                templates[name] = compile_tree(getattr(config, name))
+                rendered[name] = render_tree(templates[name], context)
+            except TemplateError as exc:
+                self.problems.append(f"{label}.{name}: template error: {exc.message}")
+        if len(self.problems) == before:
+            for problem in cls.check(config, rendered, self.allow_unknown_models):
+                self.problems.append(f"{label}.{problem}")
+        return templates if len(self.problems) == before else None

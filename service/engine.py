@@ -29,8 +29,8 @@ from service.errors import (
 from service.fetch import Fetcher
 from service.metrics import Metrics
 from service.outputs import normalise
-from service.security import callback_token
-from service.store import Event, Job, Step, Store
+from service.security import callback_token, new_job_id
+from service.store import Event, Job, Step, Store, SubmitState
 from service.upstream import TaskState, UpstreamClient, failure_reason
 
 log = logging.getLogger("taskhook")
@@ -114,6 +114,47 @@ class Engine:
         self.metrics.jobs.labels("submitted").inc()
         self.notify("polls")
         return Submitted.OK, None
+
+    async def price(self, model: str, input: dict[str, Any]) -> float:
+        """The upstream's dry-run price (nothing is created or spent)."""
+        data = await self.upstream.create(model, input, dry_run=True)
+        for key in ("cost", "price", "credits", "amount"):
+            if isinstance(data.get(key), int | float):
+                return float(data[key])
+        raise UpstreamRefused("the upstream's dry run gave no price", status_code=502)
+
+    async def spawn_child(
+        self,
+        parent: dict[str, Any],
+        *,
+        model: str,
+        input: dict[str, Any],
+        tags: list[str],
+        metadata: dict[str, Any],
+        key: str,
+        cost: float | None,
+    ) -> Job:
+        """Records a follow-up job (the intent) for the submit loop; once per ``key``."""
+        now = time.time()
+        child = Job(
+            id=new_job_id(now),
+            model=model,
+            input=input,
+            tags=tags,
+            metadata=metadata,
+            parent_id=parent["id"],
+            depth=parent["depth"] + 1,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=key,
+            submit_state=SubmitState.WAITING,
+            next_attempt_at=now,
+            cost=cost,
+        )
+        stored, created = await self.store.create_job(child)
+        if created:
+            self.notify("submit")
+        return stored
 
     # ---- results ----------------------------------------------------------------------------
 

@@ -99,6 +99,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX steps_due ON steps(status, next_run_at);
     CREATE INDEX steps_job ON steps(job_id);
     """,
+    # 2: the dry-run price of a job, when it was priced (follow-ups under a budget are)
+    """
+    ALTER TABLE jobs ADD COLUMN cost REAL;
+    """,
 ]
 
 _JSON_FIELDS = {
@@ -253,6 +257,10 @@ class SQLiteStore:
     async def get_job(self, job_id: str) -> Job | None:
         return await self._call(_get_job, job_id)
 
+    async def job_by_key(self, idempotency_key: str) -> Job | None:
+        sql = "SELECT * FROM jobs WHERE idempotency_key = ?"
+        return await self._call(lambda db: next(map(_job, db.query(sql, [idempotency_key])), None))
+
     async def list_jobs(
         self,
         *,
@@ -267,6 +275,10 @@ class SQLiteStore:
     async def children(self, job_id: str) -> list[str]:
         sql = "SELECT id FROM jobs WHERE parent_id = ? ORDER BY id"
         return await self._call(lambda db: [r[0] for r in db.execute(sql, [job_id])])
+
+    async def chain_cost(self, job_id: str) -> float:
+        """The priced cost of the whole chain the job belongs to (its root and descendants)."""
+        return await self._call(_chain_cost, job_id)
 
     async def mark_submitted(self, job_id: str, task_id: str, poll_at: float) -> None:
         await self._call(_mark_submitted, job_id, task_id, poll_at)
@@ -466,6 +478,21 @@ def _set_job(
 ) -> int:
     sql = f"UPDATE jobs SET {assignments}, updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND {condition}"  # noqa: S608, E501
     return db.execute(sql, [*values, job_id]).rowcount
+
+
+def _chain_cost(db: Database, job_id: str) -> float:
+    row = db.execute(
+        """WITH RECURSIVE
+             up(id, parent_id) AS (
+               SELECT id, parent_id FROM jobs WHERE id = ?
+               UNION ALL SELECT j.id, j.parent_id FROM jobs j JOIN up ON j.id = up.parent_id),
+             down(id, cost) AS (
+               SELECT id, cost FROM jobs WHERE id = (SELECT id FROM up WHERE parent_id IS NULL)
+               UNION ALL SELECT j.id, j.cost FROM jobs j JOIN down ON j.parent_id = down.id)
+           SELECT COALESCE(SUM(cost), 0) FROM down""",
+        [job_id],
+    ).fetchone()
+    return float(row[0])
 
 
 def _set_job_where(db: Database, assignments: str, condition: str) -> int:

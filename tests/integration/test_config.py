@@ -123,3 +123,38 @@ def test_check_command_exit_codes(tmp_path):
                for line in lines)
     assert any("handlers.files.directory: required" in line for line in lines)
     assert all(line.startswith(str(tmp_path)) for line in lines)
+
+
+FOLLOWUP = """
+server: {public_url: "https://h.example.com", api_keys: [k], secret: "${TASKHOOK_SECRET}"}
+upstream: {api_key: u}
+handlers:
+  animate:
+    type: followup
+    model: kuaishou/kling-2.6-video
+    input:
+      prompt: "{{ job.input.prompt }}"
+      start_frame_url: "{{ outputs[0].url }}"
+      duration: 7
+      native_audio: true
+      mode: std
+  typo:
+    type: followup
+    model: google/veo-3.1-fsat
+    input: {prompt: "{{ job.input.prompt }}"}
+rules:
+  - name: chain
+    handlers: [animate]
+  - name: broken
+    handlers: [typo]
+"""
+
+
+def test_followup_inputs_are_checked_against_the_catalog(tmp_path):
+    found = problems(tmp_path, FOLLOWUP)
+    animate = [p for p in found if p.startswith("rules[0].handlers[0] (followup).")]
+    assert any(".input.duration: " in p for p in animate), found
+    assert any(".input.native_audio: " in p and "pro" in p for p in animate), found
+    assert not any("input.prompt" in p or "input.start_frame_url" in p for p in found)
+    assert any(p.startswith("rules[1].handlers[0] (followup).model: unknown model") and
+               "google/veo-3.1-fast" in p for p in found), found
