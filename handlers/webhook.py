@@ -7,9 +7,6 @@ every retry of one step carries the same id and receivers can deduplicate.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 from typing import Annotated, Any
 
@@ -18,6 +15,7 @@ from msgspec import Meta
 
 from handlers import Handler, StepContext
 from handlers.http import post, result_of
+from service.security import sign
 
 
 class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -26,14 +24,6 @@ class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     headers: dict[str, str] = {}
     body: Any = None
     timeout: Annotated[float, Meta(gt=0, le=120)] = 15.0
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value of the Standard Webhooks spec."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 def default_body(context: dict[str, Any]) -> dict[str, Any]:

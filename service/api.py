@@ -17,7 +17,7 @@ from service import catalog, pipeline
 from service.engine import Submitted
 from service.errors import AuthError, Conflict, InvalidInput, NotFound, RequestError
 from service.runtime import Runtime
-from service.security import api_key_ok, bearer, new_job_id, token_ok
+from service.security import api_key_ok, bearer, new_job_id, signature_problem, token_ok
 from service.store import Job, JobStatus, SubmitState
 
 CALLBACK_MAX_BYTES = 1024 * 1024
@@ -270,7 +270,14 @@ async def receive_callback(request: Request, job_id: str, token: str) -> dict[st
     if not token_ok(rt.config.server.secret, job_id, token):
         rt.metrics.callbacks.labels("bad_token").inc()
         raise AuthError("invalid callback token")
-    parsed, payload = _parse_callback(await request.body())
+    body = await request.body()
+    signing_secret = rt.config.upstream.signing_secret
+    if signing_secret:
+        problem = signature_problem(signing_secret, request.headers, body, time.time())
+        if problem:
+            rt.metrics.callbacks.labels("bad_signature").inc()
+            raise AuthError(f"invalid callback signature: {problem}")
+    parsed, payload = _parse_callback(body)
     job = await rt.store.get_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")

@@ -74,6 +74,16 @@ class UpstreamConfig(_Section, kw_only=True):
     reconcile_after: Duration = "15m"
     timeout: Duration = "30s"
     allow_unknown_models: bool = False
+    signing_secret: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^whsec_[A-Za-z0-9+/=]+$",
+                description="require Standard Webhooks signatures on callbacks",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class SecurityConfig(_Section, kw_only=True):

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case
 
@@ -34,6 +35,34 @@ def bearer(header: str | None) -> str:
         return ""
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value of the Standard Webhooks spec (``v1,<base64>``)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signature_problem(
+    secret: str, headers: Mapping[str, str], body: bytes, now: float, tolerance: float = 300.0
+) -> str | None:
+    """Why a Standard Webhooks signature is not acceptable, or None when it is."""
+    msg_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    if not (msg_id and timestamp and signatures):
+        return "missing webhook-id, webhook-timestamp or webhook-signature header"
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return "webhook-timestamp is not a number"
+    if abs(now - sent) > tolerance:
+        return "webhook-timestamp is outside the 5-minute tolerance"
+    expected = sign(secret, msg_id, sent, body).encode()
+    if not any(hmac.compare_digest(expected, s.encode()) for s in signatures.split()):
+        return "webhook-signature does not match"
+    return None
 
 
 def _base32(number: int, length: int) -> str:

@@ -97,8 +97,10 @@ def capture() -> Iterator[Capture]:
 class Service:
     """``taskhook serve`` as a subprocess on a free port, with its own config and database."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any],
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config["server"].update(port=self.port, public_url=self.url)
@@ -113,7 +115,7 @@ class Service:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve", "-c", str(self.config_path)],
-                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
+                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -184,8 +186,8 @@ def base_config(sim_url: str, workdir: Path, **sections: Any) -> dict[str, Any]:
 def service_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Service] = []
 
-    def make(config: dict[str, Any]) -> Service:
-        service = Service(tmp_path, config)
+    def make(config: dict[str, Any], env: dict[str, str] | None = None) -> Service:
+        service = Service(tmp_path, config, env)
         started.append(service)
         return service.start()
 

@@ -86,7 +86,7 @@ def test_step_rerun_after_a_crash_creates_one_child(sim, tmp_path, service_facto
     service = service_factory(chain_config(sim, tmp_path, {"animate": ANIMATE}, [
         {"name": "animate", "match": {"model": "google/nano-banana"}, "handlers": ["animate"]}]))
     root_id = service.submit().json()["id"]
-    image, video = settle_tree(service, root_id, 2)
+    _, video = settle_tree(service, root_id, 2)
     service.stop(signal.SIGKILL)
     # The state a crash after the child was recorded, before the step's result was, leaves:
     with sqlite3.connect(tmp_path / "taskhook.db") as db:

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from handlers.webhook import sign
 from service import config, pipeline, security
 from service.outputs import normalise
+from service.security import sign
 from service.store import Job
 
 
@@ -34,12 +34,14 @@ def test_job_ids_sort_by_time():
 
 
 def test_outputs_are_normalised():
-    outputs = normalise({
-        "video_url": "https://cdn.example.com/a/clip.mp4?sig=1",
-        "image_urls": ["https://cdn.example.com/1.png", "https://cdn.example.com/2.png"],
-        "text": "not a url",
-        "thumbnail_url": "https://cdn.example.com/t.jpg",
-    })
+    outputs = normalise(
+        {
+            "video_url": "https://cdn.example.com/a/clip.mp4?sig=1",
+            "image_urls": ["https://cdn.example.com/1.png", "https://cdn.example.com/2.png"],
+            "text": "not a url",
+            "thumbnail_url": "https://cdn.example.com/t.jpg",
+        }
+    )
     assert [(o["field"], o["index"], o["kind"], o["filename"]) for o in outputs] == [
         ("video_url", 0, "video", "clip.mp4"),
         ("image_urls", 1, "image", "1.png"),
@@ -50,31 +52,45 @@ def test_outputs_are_normalised():
 
 
 def job(**fields) -> Job:
-    values = {"id": "job_x", "model": "google/veo-3.1-fast", "input": {}, "created_at": 0.0,
-              "updated_at": 0.0, "tags": ["keep", "x"], "metadata": {"team": "video"}}
+    values = {
+        "id": "job_x",
+        "model": "google/veo-3.1-fast",
+        "input": {},
+        "created_at": 0.0,
+        "updated_at": 0.0,
+        "tags": ["keep", "x"],
+        "metadata": {"team": "video"},
+    }
     values.update(fields)
     return Job(**values)
 
 
-@pytest.mark.parametrize(("match", "status", "expected"), [
-    ({}, "completed", True),
-    ({"status": "failed"}, "completed", False),
-    ({"status": ["completed", "failed"]}, "failed", True),
-    ({"model": "google/*"}, "completed", True),
-    ({"model": ["kuaishou/*", "openai/*"]}, "completed", False),
-    ({"tags": ["keep"]}, "completed", True),
-    ({"tags": ["keep", "missing"]}, "completed", False),
-    ({"metadata": {"team": "video"}}, "completed", True),
-    ({"metadata": {"team": "audio"}}, "completed", False),
-])
+@pytest.mark.parametrize(
+    ("match", "status", "expected"),
+    [
+        ({}, "completed", True),
+        ({"status": "failed"}, "completed", False),
+        ({"status": ["completed", "failed"]}, "failed", True),
+        ({"model": "google/*"}, "completed", True),
+        ({"model": ["kuaishou/*", "openai/*"]}, "completed", False),
+        ({"tags": ["keep"]}, "completed", True),
+        ({"tags": ["keep", "missing"]}, "completed", False),
+        ({"metadata": {"team": "video"}}, "completed", True),
+        ({"metadata": {"team": "audio"}}, "completed", False),
+    ],
+)
 def test_rule_matching(match, status, expected):
     assert pipeline.matches(config.MatchConfig(**match), job(), status) is expected
 
 
 def test_standard_webhooks_signature_vector():
     # The published test vector of the Standard Webhooks specification.
-    signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
-                     1614265330, b'{"test": 2432232314}')
+    signature = sign(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        1614265330,
+        b'{"test": 2432232314}',
+    )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
