@@ -1,8 +1,10 @@
 """``slack`` and ``discord``: a message to a chat incoming webhook.
 
-Slack gets ``{"text": ...}``, Discord ``{"content": ...}``. Without a ``text`` / ``content``
-template the message says the model, the status, the job, each output as a link (or the
-copies made by earlier steps) and, for failures, the reason.
+Without a ``text`` (Slack) / ``content`` (Discord) template the message shows what happened
+at a glance: the model, the status, the job, a link to each output (or to its mirrored copy
+when an earlier step gave ``presigned_urls``), the image itself for image outputs, and the
+reason of a failure. A ``text`` / ``content`` template overrides all of it with a plain
+message: Slack gets ``{"text": ...}``, Discord ``{"content": ...}``.
 """
 
 from __future__ import annotations
@@ -16,26 +18,60 @@ from handlers import Handler, StepContext
 from handlers.http import post, result_of
 
 _ICON = {"completed": "✅", "failed": "❌"}
+_COLOR = {"completed": 0x2EB67D, "failed": 0xE01E5A}
 
 
-def _links(context: dict[str, Any], fmt: str) -> list[str]:
+def links(context: dict[str, Any]) -> list[dict[str, str]]:
+    """One ``{name, url, kind}`` per output, pointing at a mirrored copy when there is one."""
+    mirrored: list[str] = []
     for result in context["steps"].values():
         if isinstance(result, dict) and result.get("presigned_urls"):
-            return [
-                fmt.format(url=u, name=u.split("?")[0].rsplit("/", 1)[-1])
-                for u in result["presigned_urls"]
-            ]
-    return [fmt.format(url=o["url"], name=o["filename"]) for o in context["outputs"]]
+            mirrored = result["presigned_urls"]
+            break
+    found = []
+    for index, output in enumerate(context["outputs"]):
+        url = mirrored[index] if index < len(mirrored) else output["url"]
+        found.append({"name": output["filename"], "url": url, "kind": output["kind"]})
+    return found
 
 
-def summary(context: dict[str, Any], link_format: str) -> str:
-    job, event = context["job"], context["event"]
-    status = event["status"]
-    lines = [f"{_ICON.get(status, '🔔')} {job['model']} {status}: {job['id']}"]
-    if event.get("error"):
-        lines.append(f"Reason: {event['error']}")
-    lines.extend(_links(context, link_format))
-    return "\n".join(lines)
+def headline(context: dict[str, Any]) -> str:
+    job, status = context["job"], context["event"]["status"]
+    return f"{_ICON.get(status, '🔔')} {job['model']} {status}: {job['id']}"
+
+
+def slack_message(context: dict[str, Any]) -> dict[str, Any]:
+    items = links(context)
+    lines = [f"*{headline(context)}*"]
+    if context["event"].get("error"):
+        lines.append(f"Reason: {context['event']['error']}")
+    lines += [f"<{item['url']}|{item['name']}>" for item in items]
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}
+    ]
+    blocks += [
+        {"type": "image", "image_url": item["url"], "alt_text": item["name"]}
+        for item in items
+        if item["kind"] == "image"
+    ][:5]
+    return {"text": headline(context), "blocks": blocks}
+
+
+def discord_message(context: dict[str, Any]) -> dict[str, Any]:
+    items = links(context)
+    status = context["event"]["status"]
+    description = "\n".join(f"[{item['name']}]({item['url']})" for item in items)
+    embed: dict[str, Any] = {
+        "title": headline(context)[:256],
+        "color": _COLOR.get(status, 0),
+        "description": description[:4096],
+    }
+    if context["event"].get("error"):
+        embed["fields"] = [{"name": "Reason", "value": str(context["event"]["error"])[:1024]}]
+    images = [item for item in items if item["kind"] == "image"]
+    if images:
+        embed["image"] = {"url": images[0]["url"]}
+    return {"embeds": [embed]}
 
 
 class ChatConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -58,10 +94,15 @@ class SlackHandler(Handler):
     result_sample = {"status_code": 200}
 
     async def run(self, step: StepContext) -> dict[str, Any]:
-        text = step.render("text") if step.has("text") else summary(step.context, "<{url}|{name}>")
-        content = msgspec.json.encode({"text": text})
+        if step.has("text"):
+            message: dict[str, Any] = {"text": step.render("text")}
+        else:
+            message = slack_message(step.context)
         response = await post(
-            step.services.http, step.render("webhook_url"), content, timeout=self.config.timeout
+            step.services.http,
+            step.render("webhook_url"),
+            msgspec.json.encode(message),
+            timeout=self.config.timeout,
         )
         return result_of(response)
 
@@ -74,16 +115,15 @@ class DiscordHandler(Handler):
 
     async def run(self, step: StepContext) -> dict[str, Any]:
         if step.has("content"):
-            content = step.render("content")
+            message: dict[str, Any] = {"content": str(step.render("content"))[:2000]}
         else:
-            content = summary(step.context, "[{name}]({url})")
-        body: dict[str, Any] = {"content": content[:2000]}
+            message = discord_message(step.context)
         if self.config.username:
-            body["username"] = self.config.username
+            message["username"] = self.config.username
         response = await post(
             step.services.http,
             step.render("webhook_url"),
-            msgspec.json.encode(body),
+            msgspec.json.encode(message),
             timeout=self.config.timeout,
         )
         return result_of(response)

@@ -104,8 +104,28 @@ def test_failed_task_runs_failure_rules(service, sim, capture):
     assert job["status"] == "failed" and job["error"]
     assert [(r["rule"], r["status"]) for r in job["runs"]] == [("alarm", "succeeded")]
     (message,) = capture.bodies("/discord")
-    assert "failed" in message["content"] and job["error"] in message["content"]
+    (embed,) = message["embeds"]
+    assert embed["title"] == f"❌ google/nano-banana failed: {job_id}"
+    assert embed["fields"] == [{"name": "Reason", "value": job["error"]}]
     assert capture.bodies("/slack") == []
+
+
+def test_default_chat_messages_show_the_result(sim, capture, tmp_path, service_factory):
+    service = service_factory(base_config(sim.url, tmp_path, handlers={
+        "team": {"type": "slack", "webhook_url": f"{capture.url}/slack"},
+        "ops": {"type": "discord", "webhook_url": f"{capture.url}/discord", "username": "bot"}},
+        rules=[{"name": "tell", "handlers": ["team", "ops"]}]))
+    job = service.wait_job(service.submit().json()["id"])
+    url, name = job["outputs"][0]["url"], job["outputs"][0]["filename"]
+    (slack,) = capture.bodies("/slack")
+    assert slack["text"] == f"✅ google/nano-banana completed: {job['id']}"
+    section, image = slack["blocks"]
+    assert f"<{url}|{name}>" in section["text"]["text"]
+    assert image == {"type": "image", "image_url": url, "alt_text": name}
+    (discord,) = capture.bodies("/discord")
+    assert discord["username"] == "bot"
+    assert discord["embeds"][0]["image"] == {"url": url}
+    assert f"[{name}]({url})" in discord["embeds"][0]["description"]
 
 
 def _state(service, job_id):
