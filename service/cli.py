@@ -290,6 +290,8 @@ def _print_result(job: dict[str, Any]) -> None:
     print(f"job {job['id']} {job['status']}" + (f": {job['error']}" if job.get("error") else ""))
     for output in job.get("outputs", []):
         print(f"  output {output['index']} ({output['kind']}): {output['url']}")
+    for child in job.get("children", []):
+        print(f"  follow-up job: {child} (taskhook show {child})")
     for run in job.get("runs", []):
         for key in ("paths", "urls", "presigned_urls"):
             for item in (run.get("result") or {}).get(key, []):

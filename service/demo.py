@@ -62,6 +62,10 @@ def demo_config(port: int, directory: Path = DEMO_DIR) -> config_module.Config:
                 "secret": "whsec_" + "ZGVtby1zaWduaW5nLWtleS1ub3QtYS1zZWNyZXQ=",
             },
             "team": {"type": "slack", "webhook_url": f"{base}/demo/inbox/slack"},
+            "animate": {"type": "followup", "model": "kuaishou/kling-2.6-video",
+                        "input": {"prompt": "{{ job.input.prompt }}, slowly coming to life",
+                                  "start_frame_url": "{{ outputs[0].url }}", "duration": 5},
+                        "tags": ["animated"], "budget": {"max_chain_cost": 1.0}},
         },
         "rules": [
             {
@@ -82,6 +86,10 @@ def demo_config(port: int, directory: Path = DEMO_DIR) -> config_module.Config:
                 ],
             },
             {"name": "tell-the-team", "handlers": ["team"]},
+            {"name": "animate-tagged-images",
+             "match": {"status": "completed", "model": "google/nano-banana",
+                       "tags": ["animate"]},
+             "handlers": ["animate"]},
         ],
     }
     return config_module.parse(data, source="<demo>")
@@ -132,6 +140,8 @@ Try it from another terminal:
        -H 'Content-Type: application/json' \\
        -d '{{"model": "google/nano-banana",
             "input": {{"prompt": "a red fox", "aspect_ratio": "1:1"}}}}'
+  taskhook submit google/nano-banana -i prompt="a red fox" -i aspect_ratio=1:1 \\
+       --tag animate --wait   # a follow-up turns the image into a video
   taskhook jobs            # list;  taskhook show JOB_ID  # callbacks and steps
   curl -s {url}/demo/inbox # what the webhook and Slack steps posted
 API docs: {url}/schema

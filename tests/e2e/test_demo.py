@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 
 def test_demo_runs_the_whole_chain(tmp_path):
@@ -39,6 +39,13 @@ def test_demo_runs_the_whole_chain(tmp_path):
         assert str(copies[0]) in submit.stdout
         inbox = httpx.get(f"{url}/demo/inbox").json()
         assert sorted(item["channel"] for item in inbox) == ["slack", "webhook"]
+        chained = subprocess.run(
+            [sys.executable, "-m", "service.cli", "submit", "google/nano-banana",
+             "-i", "prompt=a red fox", "-i", "aspect_ratio=1:1", "--tag", "animate", "--wait",
+             "--url", url], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert chained.returncode == 0 and "follow-up job:" in chained.stdout, chained.stdout
+        videos = wait_until(lambda: list((tmp_path / "taskhook-demo" / "files").rglob("*.mp4")))
+        assert "kuaishou_kling-2.6-video" in str(videos[0])
         banner = (tmp_path / "demo.log").read_text()
         assert "API key: demo" in banner and "taskhook submit" in banner
     finally:
