@@ -33,7 +33,7 @@ def test_signed_forward_verifies_with_the_reference_library(sim, tmp_path, servi
         payload = Webhook(FORWARD_SECRET).verify(second["body"], second["headers"])
         assert payload["job"]["id"] == job_id and payload["type"] == "job.completed"
         tampered = second["body"].replace(job_id.encode(), b"job_other")
-        with pytest.raises(Exception, match="[Ss]ignature"):
+        with pytest.raises(Exception, match=r"[Ss]ignature"):
             Webhook(FORWARD_SECRET).verify(tampered, second["headers"])
 
 
