@@ -11,7 +11,8 @@ while streaming) as the user metadata ``sha256``; for a multipart upload the has
 known at the end, so the object is then copied onto itself (server-side) with the metadata.
 
 Result: ``urls`` (``s3://bucket/key``), ``keys``, ``sizes``, ``sha256``, ``content_types``
-and, with ``presign``, ``presigned_urls`` (GET, valid for that long).
+and ``presigned_urls``: with ``presign``, a GET URL per object valid for that long (at most
+7 days, and no longer than temporary credentials live); without it, an empty list.
 
 boto3 is synchronous: every call runs in a worker thread. The client is created on first
 use, once per handler instance, with explicit credentials when both ``access_key_id`` and
@@ -243,6 +244,26 @@ class S3Handler(Handler):
         self._client: Any = None
         self._client_lock = threading.Lock()
 
+    @classmethod
+    def check(
+        cls, config: S3Config, rendered: dict[str, Any], allow_unknown_models: bool
+    ) -> list[str]:
+        """What msgspec cannot say about single fields, reported when the config loads."""
+        problems = []
+        if (config.access_key_id is None) != (config.secret_access_key is None):
+            problems.append(
+                "access_key_id: access_key_id and secret_access_key must be set together "
+                "(or neither, for boto3's credential chain)"
+            )
+        if config.presign is not None and not 1 <= seconds(config.presign) <= MAX_PRESIGN_SECONDS:
+            problems.append(
+                f"presign: must be between 1s and 7d (the longest a presigned URL lives), "
+                f"not {config.presign!r}"
+            )
+        if not str(rendered.get("key", "")).lstrip("/"):
+            problems.append("key: renders an empty key")
+        return problems
+
     async def run(self, step: StepContext) -> dict[str, Any]:
         expires = self._presign_seconds()
         result: dict[str, list[Any]] = {name: [] for name in self.result_sample}
@@ -288,7 +309,7 @@ class S3Handler(Handler):
             options: dict[str, Any] = {
                 "connect_timeout": 10,
                 "read_timeout": 120,
-                "retries": {"mode": "standard", "total_max_attempts": 4},
+                "retries": {"mode": "standard", "total_max_attempts": 3},
                 "max_pool_connections": 16,
                 "signature_version": "s3v4",  # presigned URLs too (SigV2 is long deprecated)
             }
