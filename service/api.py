@@ -14,11 +14,12 @@ from litestar.params import Parameter
 from msgspec import Meta
 
 from service import catalog, pipeline
+from service.config import Duration, seconds
 from service.engine import Submitted
 from service.errors import AuthError, Conflict, InvalidInput, NotFound, RequestError
 from service.runtime import Runtime
 from service.security import api_key_ok, bearer, new_job_id, signature_problem, token_ok
-from service.store import Job, JobStatus, SubmitState
+from service.store import Job, JobStatus, StepStatus, SubmitState
 
 CALLBACK_MAX_BYTES = 1024 * 1024
 API_MAX_BYTES = 1024 * 1024
@@ -108,6 +109,9 @@ def _validate(rt: Runtime, data: JobCreate) -> None:
     problems = catalog.validate(data.model, data.input)
     if rt.config.upstream.allow_unknown_models and catalog.get(data.model) is None:
         return
+    unknown = [p for p in problems if p.path == "model"]
+    if unknown:
+        raise InvalidInput(unknown[0].message, details=[msgspec.structs.asdict(unknown[0])])
     if problems:
         raise InvalidInput(
             f"input is not valid for {data.model}: "
@@ -206,12 +210,51 @@ async def replay_job(
     job = await rt.store.get_job(job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
+    force = bool(data and data.force)
+    if job.submit_state == SubmitState.AMBIGUOUS and job.status == JobStatus.ACCEPTED:
+        return await _resubmit(rt, job, force)
     if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
         raise Conflict(f"job {job_id} has no result to replay yet (status {job.status})")
+    return {"job_id": job_id, "steps_scheduled": await _replay(rt, job, force)}
+
+
+async def _replay(rt: Runtime, job: Job, force: bool) -> int:
     steps = pipeline.plan(rt.config.rules, job, job.status)
-    count = await rt.store.replay(job_id, steps, bool(data and data.force), time.time())
+    count = await rt.store.replay(job.id, steps, force, time.time())
     rt.engine.notify("steps")
-    return {"job_id": job_id, "steps_scheduled": count}
+    return count
+
+
+async def _resubmit(rt: Runtime, job: Job, force: bool) -> dict[str, Any]:
+    """An ambiguous submission is resent only when the operator says so: it may pay twice."""
+    if not force:
+        raise Conflict(
+            f"job {job.id}'s submission outcome is unknown (the upstream may have "
+            "created a task); replay with force to submit it again"
+        )
+    await rt.store.schedule_submit(job.id, time.time(), "resubmitted by replay (force)")
+    rt.engine.notify("submit")
+    return {"job_id": job.id, "steps_scheduled": 0, "resubmitted": True}
+
+
+class BulkReplayRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    status: StepStatus | None = None
+    since: Duration | None = None
+    force: bool = False
+    limit: Annotated[int, Meta(ge=1, le=10000)] = 1000
+
+
+@post("/replay", status_code=202, summary="Replay every job with steps in a status, by filter")
+async def replay_many(request: Request, data: BulkReplayRequest) -> dict[str, Any]:
+    rt = runtime_of(request)
+    since = time.time() - seconds(data.since) if data.since else None
+    ids = await rt.store.replay_candidates(step_status=data.status, since=since, limit=data.limit)
+    total = 0
+    for job_id in ids:
+        job = await rt.store.get_job(job_id)
+        if job is not None:
+            total += await _replay(rt, job, data.force)
+    return {"jobs": ids, "steps_scheduled": total}
 
 
 @get("/models", summary="The model catalog")
@@ -230,7 +273,15 @@ async def show_model(name: str) -> dict[str, Any]:
 
 api_router = Router(
     path="/v1",
-    route_handlers=[create_job, show_job, list_jobs, replay_job, list_models, show_model],
+    route_handlers=[
+        create_job,
+        show_job,
+        list_jobs,
+        replay_job,
+        replay_many,
+        list_models,
+        show_model,
+    ],
     guards=[require_api_key],
     security=[{"BearerToken": []}],
     request_max_body_size=API_MAX_BYTES,

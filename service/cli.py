@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `taskhook models | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,10 +122,18 @@ def _client_parsers(sub: Any) -> None:
     show = client("show", "show a job with its callbacks and steps")
     show.add_argument("job_id")
     show.set_defaults(func=cmd_show)
-    replay = client("replay", "run a job's rules again")
-    replay.add_argument("job_id")
+    replay = client("replay", "run a job's rules again, or every job matching a filter")
+    replay.add_argument("job_id", nargs="?", help="one job (or use --status / --since)")
     replay.add_argument(
-        "--force", action="store_true", help="also rerun steps that already succeeded"
+        "--status",
+        choices=["pending", "running", "succeeded", "retrying", "dead"],
+        help="jobs with a step in this status",
+    )
+    replay.add_argument("--since", help="steps (or jobs) updated within this long, e.g. 1h")
+    replay.add_argument(
+        "--force",
+        action="store_true",
+        help="also rerun steps that already succeeded (or resend an ambiguous submission)",
     )
     replay.set_defaults(func=cmd_replay)
 
@@ -131,10 +142,9 @@ def _client_parsers(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service import config as config_module
     from service.app import create_app
+    from service.server import Server
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -151,15 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(config)
         host = args.host or config.server.host
         port = args.port if args.port is not None else config.server.port
-    # No access log: callback URLs carry their token in the path.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        access_log=False,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=15,
-    )
+    Server(app, host, port, args.log_level).run()
     return 0
 
 
@@ -191,10 +193,15 @@ def _check(response: httpx.Response) -> Any:
         body = {"detail": response.text}
     if response.status_code >= 400:
         detail = body.get("detail", body) if isinstance(body, dict) else body
+        problems = [
+            item
+            for item in (body.get("extra") or [] if isinstance(body, dict) else [])
+            if isinstance(item, dict) and "path" in item
+        ]
+        if problems:
+            detail = str(detail).split(": ", 1)[0] + ":"
         lines = [f"{response.status_code}: {detail}"]
-        for item in body.get("extra", []) if isinstance(body, dict) else []:
-            if isinstance(item, dict) and "path" in item:
-                lines.append(f"  {item['path']}: {item['message']}")
+        lines += [f"  {item['path']}: {item['message']}" for item in problems]
         raise ApiError("\n".join(lines))
     return body
 
@@ -244,6 +251,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"job {job['id']}: {job['status']}")
         if not args.wait:
             return 0
+        print(f"waiting for {job['id']} (Ctrl-C stops waiting, not the job)")
         job = _follow(client, job, args.timeout)
     _print_result(job)
     return 0 if job["status"] == "completed" and _steps_done(job) else 1
@@ -330,10 +338,53 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if bool(args.job_id) == bool(args.status or args.since):
+        raise ApiError("give a JOB_ID, or --status and/or --since (not both)")
     with _client(args) as client:
-        body = _check(client.post(f"/v1/jobs/{args.job_id}/replay", json={"force": args.force}))
-    print(f"job {body['job_id']}: {body['steps_scheduled']} step(s) scheduled")
+        if args.job_id:
+            body = _check(client.post(f"/v1/jobs/{args.job_id}/replay", json={"force": args.force}))
+            print(
+                f"job {body['job_id']}: {body['steps_scheduled']} step(s) scheduled"
+                + (", submission resent" if body.get("resubmitted") else "")
+            )
+        else:
+            query = {"status": args.status, "since": args.since, "force": args.force}
+            body = _check(
+                client.post("/v1/replay", json={k: v for k, v in query.items() if v is not None})
+            )
+            print(f"{len(body['jobs'])} job(s), {body['steps_scheduled']} step(s) scheduled")
+    if body["steps_scheduled"] == 0 and not args.force and not body.get("resubmitted"):
+        print("nothing to do: every step already succeeded (--force runs them again)")
     return 0
+
+
+def _param_text(param: dict[str, Any]) -> str:
+    facts = [param["type"], "required" if param.get("required") else "optional"]
+    if param.get("required_if"):
+        facts.append(f"required if {param['required_if']}")
+    if param.get("allowed"):
+        facts.append("one of " + ", ".join(map(str, param["allowed"])))
+    if param.get("minimum") is not None or param.get("maximum") is not None:
+        facts.append(f"{param.get('minimum', '')}..{param.get('maximum', '')}")
+    for key, label in (
+        ("max_length", "max length"),
+        ("max_items", "max items"),
+        ("default", "default"),
+    ):
+        if param.get(key) is not None:
+            facts.append(f"{label} {param[key]}")
+    return f"  {param['name']:<24} " + "; ".join(facts)
+
+
+def _model_text(model: dict[str, Any]) -> str:
+    lines = [f"{model['name']} ({model['kind']}): {model.get('description', '')}"]
+    params = model.get("parameters") or []
+    lines.append("parameters:" if params else "parameters: not documented (any are accepted)")
+    lines += [_param_text(p) for p in params]
+    if model.get("rules"):
+        lines.append("rules:")
+        lines += [f"  - {rule}" for rule in model["rules"]]
+    return "\n".join(lines)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -344,7 +395,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             raise ApiError(
                 f"unknown model {args.model!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
             )
-        print(json.dumps(catalog.describe(spec), indent=2))
+        described = catalog.describe(spec)
+        print(json.dumps(described, indent=2) if args.json else _model_text(described))
         return 0
     models = [m for m in catalog.all_models() if args.kind in (None, m.kind)]
     if args.json:

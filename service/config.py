@@ -65,6 +65,7 @@ class ServerConfig(_Section, kw_only=True):
 
 class StorageConfig(_Section, kw_only=True):
     url: Annotated[str, Meta(pattern=r"^sqlite:///.+")] = "sqlite:///./taskhook.db"
+    retention: Duration = "30d"
 
 
 class UpstreamConfig(_Section, kw_only=True):
@@ -74,6 +75,7 @@ class UpstreamConfig(_Section, kw_only=True):
     reconcile_after: Duration = "15m"
     timeout: Duration = "30s"
     allow_unknown_models: bool = False
+    reconcile_rate: Annotated[float, Meta(gt=0, description="status polls per second")] = 5.0
     signing_secret: (
         Annotated[
             str,
@@ -158,7 +160,12 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+        hint = (
+            " (start from taskhook.example.yaml, or try `taskhook serve --demo`)"
+            if isinstance(exc, FileNotFoundError)
+            else ""
+        )
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}{hint}"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -229,8 +236,19 @@ def _did_you_mean(key: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+_PATTERN_WORDS = {
+    r"^https?://[^/\s]+": "an http(s) URL",
+    r"^https?://": "an http(s) URL",
+    r"^sqlite:///.+": "a URL like sqlite:///./taskhook.db",
+    _DURATION_RE.pattern: "a duration such as 30s, 15m, 2h or 7d",
+    r"^whsec_[A-Za-z0-9+/=]+$": "a Standard Webhooks secret (whsec_ and base64)",
+}
+
+
 def _error_text(exc: msgspec.ValidationError, path: str) -> str:
     message = str(exc)
+    for pattern, words in _PATTERN_WORDS.items():
+        message = message.replace(f"Expected `str` matching regex {pattern!r}", f"must be {words}")
     where = re.search(r" - at `\$(.*)`$", message)
     if where:
         message = message[: where.start()]

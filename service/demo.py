@@ -62,10 +62,17 @@ def demo_config(port: int, directory: Path = DEMO_DIR) -> config_module.Config:
                 "secret": "whsec_" + "ZGVtby1zaWduaW5nLWtleS1ub3QtYS1zZWNyZXQ=",
             },
             "team": {"type": "slack", "webhook_url": f"{base}/demo/inbox/slack"},
-            "animate": {"type": "followup", "model": "kuaishou/kling-2.6-video",
-                        "input": {"prompt": "{{ job.input.prompt }}, slowly coming to life",
-                                  "start_frame_url": "{{ outputs[0].url }}", "duration": 5},
-                        "tags": ["animated"], "budget": {"max_chain_cost": 1.0}},
+            "animate": {
+                "type": "followup",
+                "model": "kuaishou/kling-2.6-video",
+                "input": {
+                    "prompt": "{{ job.input.prompt }}, slowly coming to life",
+                    "start_frame_url": "{{ outputs[0].url }}",
+                    "duration": 5,
+                },
+                "tags": ["animated"],
+                "budget": {"max_chain_cost": 1.0},
+            },
         },
         "rules": [
             {
@@ -86,10 +93,15 @@ def demo_config(port: int, directory: Path = DEMO_DIR) -> config_module.Config:
                 ],
             },
             {"name": "tell-the-team", "handlers": ["team"]},
-            {"name": "animate-tagged-images",
-             "match": {"status": "completed", "model": "google/nano-banana",
-                       "tags": ["animate"]},
-             "handlers": ["animate"]},
+            {
+                "name": "animate-tagged-images",
+                "match": {
+                    "status": "completed",
+                    "model": "google/nano-banana",
+                    "tags": ["animate"],
+                },
+                "handlers": ["animate"],
+            },
         ],
     }
     return config_module.parse(data, source="<demo>")
@@ -102,7 +114,8 @@ def _inbox_handlers() -> list[Any]:
     async def deliver(request: Request, channel: str) -> dict[str, bool]:
         body = await request.json()
         received.append({"channel": channel, "body": body})
-        log.info("demo inbox <- %s: %s", channel, body)
+        summary = body.get("text") or body.get("type") or body.get("job") or "a message"
+        log.info("demo inbox <- %s: %s", channel, str(summary).splitlines()[0][:120])
         return {"ok": True}
 
     @get("/demo/inbox", include_in_schema=False)
@@ -131,7 +144,7 @@ def _print_welcome(config: config_module.Config, port: int, directory: Path) -> 
     url = f"http://127.0.0.1:{port}"
     print(
         f"""
-taskhook demo on {url}  (API key: {key}; simulator at {url}/simulator)
+taskhook demo on {url}  (API key: {key}; simulated upstream at {url}/simulator/v1/tasks)
 Data: {directory}/taskhook.db   Copied outputs: {directory}/files/
 
 Try it from another terminal:

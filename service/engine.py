@@ -29,6 +29,7 @@ from service.errors import (
 from service.fetch import Fetcher
 from service.metrics import Metrics
 from service.outputs import normalise
+from service.ratelimit import RateLimiter
 from service.security import callback_token, new_job_id
 from service.store import Event, Job, Step, Store, SubmitState
 from service.upstream import TaskState, UpstreamClient, failure_reason
@@ -82,6 +83,7 @@ class Engine:
         self.services = Services(http=http, fetcher=fetcher, config=config, engine=self)
         self.wake = {name: asyncio.Event() for name in ("submit", "events", "steps", "polls")}
         self.reconcile_after = seconds(config.upstream.reconcile_after)
+        self.poll_limiter = RateLimiter(config.upstream.reconcile_rate)
 
     def notify(self, name: str) -> None:
         self.wake[name].set()
@@ -259,10 +261,13 @@ class Engine:
         """Polls a job whose callback is overdue; finishes it when the upstream says it ended."""
         if not job.upstream_task_id:
             return
+        await self.poll_limiter.acquire()
         try:
             state = await self.upstream.status(job.upstream_task_id)
         except UpstreamError as exc:
             log.info("job %s: poll failed: %s", job.id, exc.message)
+            if exc.retry_after is not None or isinstance(exc, UpstreamUnavailable):
+                self.poll_limiter.pause(exc.retry_after or 5.0)
             await self.store.schedule_poll(job.id, time.time() + self._poll_interval())
             return
         if not state.terminal:
@@ -303,6 +308,9 @@ class Engine:
         except HandlerFailed as exc:
             await self._step_failed(step, bound.retry, str(exc), exc.retryable, exc.retry_after)
             return
+        except asyncio.CancelledError:  # shutting down: give the step back, it runs next start
+            await asyncio.shield(self.store.release_step(step.id, time.time()))
+            raise
         except Exception as exc:  # a handler bug must not stop the worker
             log.exception("step %s (%s) crashed", step.id, step.handler)
             await self._step_failed(step, bound.retry, f"{type(exc).__name__}: {exc}", True, None)

@@ -71,6 +71,8 @@ class SimulatorSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     late_seconds: Seconds = 30.0
     create_429_rate: Rate = 0.0
     create_500_rate: Rate = 0.0
+    create_slow_rate: Rate = 0.0
+    create_slow_seconds: Seconds = 35.0
     callback_retry_delays: tuple[Seconds, ...] = (1.0, 2.0, 4.0)
     callback_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 0
@@ -423,6 +425,10 @@ class Simulator:
             cost = float(catalog.price(body.model, body.input))
             return ok({"dry_run": True, "model": body.model, "cost": cost})
         task = self._new_task(body, mount_base(request, "/v1/tasks"))
+        if self._chance(self.settings.create_slow_rate):
+            # The task exists, but the answer comes late: a client that timed out meanwhile
+            # cannot know it was created.
+            await asyncio.sleep(self.settings.create_slow_seconds)
         return ok({"task_id": task.id, "status": task.status})
 
     def status(self, request: Request, task_id: str) -> Response:
@@ -639,6 +645,12 @@ OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("--late-seconds", float, "extra delay of late callbacks"),
     ("--create-429-rate", float, "share of creates answered 429"),
     ("--create-500-rate", float, "share of creates answered 500"),
+    (
+        "--create-slow-rate",
+        float,
+        "share of creates answered only after create-slow-seconds (the task is created at once)",
+    ),
+    ("--create-slow-seconds", float, "delay of slow create answers"),
     ("--callback-retry-delays", parse_delays, "comma-separated retry delays, e.g. 1,2,4"),
     ("--callback-timeout", float, "timeout of each callback attempt, in seconds"),
     ("--output-bytes", int, "size of video/audio outputs; 0 = small files"),
@@ -650,13 +662,19 @@ OPTIONS: tuple[tuple[str, Any, str], ...] = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds ``--host``, ``--port`` and one flag per setting (unset flags keep the default)."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8001, help="port to listen on")
+    parser.description = (
+        "A local simulator of the Unified Tasks API (POST/GET /v1/tasks, callbacks, output "
+        "files) with fault injection, for integration tests. Admin routes under /_sim."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8001, help="port to listen on (8001)")
     defaults = SimulatorSettings()
     for flag, type_, help_text in OPTIONS:
         field = flag[2:].replace("-", "_")
         default = getattr(defaults, field)
-        parser.add_argument(flag, type=type_, default=None, help=f"{help_text} ({default})")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "none" if shown is None else shown
+        parser.add_argument(flag, type=type_, default=None, help=f"{help_text} (default {shown})")
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:

@@ -103,6 +103,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN cost REAL;
     """,
+    # 3: retention prunes by end time
+    """
+    CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;
+    """,
 ]
 
 _JSON_FIELDS = {
@@ -424,6 +428,32 @@ class SQLiteStore:
         sql = "SELECT * FROM steps WHERE job_id = ? ORDER BY generation, rule, position"
         return await self._call(lambda db: [_step(r) for r in db.query(sql, [job_id])])
 
+    async def prune(self, before: float, limit: int) -> int:
+        """Deletes up to ``limit`` jobs that ended before ``before`` and whose steps have all
+        settled, with their events and steps. Returns how many jobs went."""
+        return await self._call(_prune, before, limit)
+
+    async def replay_candidates(
+        self, *, step_status: str | None, since: float | None, limit: int
+    ) -> list[str]:
+        sql = """SELECT j.id FROM jobs j
+                 WHERE j.status IN ('completed', 'failed')
+                   AND (:step_status IS NULL OR EXISTS (
+                        SELECT 1 FROM steps s WHERE s.job_id = j.id AND s.status = :step_status
+                          AND (:since IS NULL OR s.updated_at >= :since)))
+                   AND (:step_status IS NOT NULL OR :since IS NULL OR j.finished_at >= :since)
+                 ORDER BY j.id LIMIT :limit"""
+        params = {"step_status": step_status, "since": since, "limit": limit}
+        return await self._call(lambda db: [r["id"] for r in db.query(sql, params)])
+
+    async def release_step(self, step_id: int, now: float) -> None:
+        """Gives a running step back to the queue (shutdown): it runs again on the next start."""
+        sql = (
+            "UPDATE steps SET status = 'retrying', lease_until = NULL, next_run_at = ?,"
+            " attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND status = 'running'"
+        )
+        await self._call(lambda db: db.execute(sql, [now, now, step_id]))
+
     async def replay(self, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:
         return await self._call(_replay, job_id, steps, force, now)
 
@@ -648,6 +678,32 @@ def _prior_results(db: Database, step: Step) -> dict[str, dict[str, Any]]:
         [step.job_id, step.rule, step.generation, step.position],
     )
     return {r["handler"]: msgspec.json.decode(r["result"] or b"{}") for r in rows}
+
+
+def _prune(db: Database, before: float, limit: int) -> int:
+    ids = [
+        r[0]
+        for r in db.execute(
+            """SELECT id FROM jobs j
+           WHERE j.status IN ('completed', 'failed', 'rejected')
+             AND COALESCE(j.finished_at, j.updated_at) < ?
+             AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.job_id = j.id
+                               AND s.status NOT IN ('succeeded', 'dead'))
+           LIMIT ?""",
+            [before, limit],
+        )
+    ]
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    for sql in (
+        f"UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({marks})",  # noqa: S608
+        f"DELETE FROM events WHERE job_id IN ({marks})",  # noqa: S608
+        f"DELETE FROM steps WHERE job_id IN ({marks})",  # noqa: S608
+        f"DELETE FROM jobs WHERE id IN ({marks})",  # noqa: S608
+    ):
+        db.execute(sql, ids)
+    return len(ids)
 
 
 def _replay(db: Database, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:

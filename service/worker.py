@@ -13,11 +13,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from service.config import seconds
 from service.engine import Engine
 
 log = logging.getLogger("taskhook")
 
 POLL_INTERVAL = 0.5
+RETENTION_INTERVAL = 3600.0
 
 
 class Workers:
@@ -48,6 +50,7 @@ class Workers:
             asyncio.create_task(self._loop(name, fn), name=f"taskhook-{name}") for name, fn in loops
         ]
         self.tasks.append(asyncio.create_task(self._recover_loop(), name="taskhook-recover"))
+        self.tasks.append(asyncio.create_task(self._retention_loop(), name="taskhook-retention"))
 
     async def stop(self, grace: float = 10.0) -> None:
         self.stopping.set()
@@ -79,6 +82,25 @@ class Workers:
                 await asyncio.wait_for(self.stopping.wait(), 15)
             if await self.store.recover_steps(time.time()):
                 self.engine.notify("steps")
+
+    async def _retention_loop(self) -> None:
+        retention = seconds(self.engine.config.storage.retention)
+        delay = 1.0  # once soon after start, then every hour
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            if not self.stopping.is_set():
+                pruned = await self.prune(time.time() - retention)
+                if pruned:
+                    log.info("retention: pruned %d finished job(s)", pruned)
+            delay = RETENTION_INTERVAL
+
+    async def prune(self, before: float) -> int:
+        """Deletes finished jobs that ended before ``before``, in small transactions."""
+        total = 0
+        while batch := await self.store.prune(before, 500):
+            total += batch
+        return total
 
     async def submit_once(self) -> int:
         jobs = await self.store.claim_submissions(time.time(), 16)

@@ -1,0 +1,34 @@
+"""Running the app under uvicorn: no access log, and not-ready the moment a signal arrives."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+from litestar import Litestar
+
+
+class Server(uvicorn.Server):
+    def __init__(self, app: Litestar, host: str, port: int, log_level: str) -> None:
+        # No access log: callback URLs carry their token in the path.
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            access_log=False,
+            log_level=log_level,
+            timeout_graceful_shutdown=15,
+        )
+        super().__init__(config)
+        self.litestar = app
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        # Bind before the app starts, so a busy port fails before the database is opened.
+        super().run(sockets=sockets or [self.config.bind_socket()])
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        runtime = getattr(self.litestar.state, "runtime", None)
+        if runtime is not None:
+            runtime.stopping = True  # /readyz answers 503 from now on
+        super().handle_exit(sig, frame)
