@@ -334,8 +334,9 @@ async def receive_callback(request: Request, job_id: str, token: str) -> dict[st
         raise NotFound(f"no job {job_id!r}")
     if job.upstream_task_id and parsed.task_id and parsed.task_id != job.upstream_task_id:
         raise Conflict(f"task_id {parsed.task_id!r} is not this job's task")
+    now = time.time()
     event = await rt.store.record_callback(
-        job_id, parsed.task_id, parsed.status, payload, time.time()
+        job_id, parsed.task_id, parsed.status, payload, now, now + rt.engine.reconcile_after
     )
     rt.metrics.callbacks.labels("duplicate" if event.duplicate else "stored").inc()
     if not event.duplicate:

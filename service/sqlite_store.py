@@ -352,9 +352,15 @@ class SQLiteStore:
     # ---- events --------------------------------------------------------------------------
 
     async def record_callback(
-        self, job_id: str, task_id: str | None, status: str, payload: dict[str, Any], now: float
+        self,
+        job_id: str,
+        task_id: str | None,
+        status: str,
+        payload: dict[str, Any],
+        now: float,
+        poll_at: float,
     ) -> Event:
-        return await self._call(_record_callback, job_id, task_id, status, payload, now)
+        return await self._call(_record_callback, job_id, task_id, status, payload, now, poll_at)
 
     async def record_poll(
         self, job_id: str, task_id: str, status: str, payload: dict[str, Any], now: float
@@ -596,13 +602,26 @@ def _insert_steps(
 
 
 def _record_callback(
-    db: Database, job_id: str, task_id: str | None, status: str, payload: dict[str, Any], now: float
+    db: Database,
+    job_id: str,
+    task_id: str | None,
+    status: str,
+    payload: dict[str, Any],
+    now: float,
+    poll_at: float,
 ) -> Event:
     """Stores a callback; a repeat of a result already recorded is marked duplicate."""
-    job = db.execute("SELECT status, upstream_task_id FROM jobs WHERE id = ?", [job_id]).fetchone()
-    if job is not None and job[1] is None and task_id:
-        # The create answer never reached us (or has not yet): the callback tells the task.
-        db.execute("UPDATE jobs SET upstream_task_id = ? WHERE id = ?", [task_id, job_id])
+    if task_id:
+        # The create answer never reached us (or has not yet): the callback tells the task,
+        # and the job is the upstream's from now on (polled if nothing more comes).
+        db.execute(
+            """UPDATE jobs SET upstream_task_id = ?,
+                   status = CASE WHEN status = 'accepted' THEN 'submitted' ELSE status END,
+                   submit_state = NULL, next_attempt_at = CASE WHEN status = 'accepted'
+                                                          THEN ? ELSE next_attempt_at END
+               WHERE id = ? AND upstream_task_id IS NULL""",
+            [task_id, poll_at, job_id],
+        )
     duplicate = db.execute(
         """SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND status = ?
                             AND (processed_at IS NULL OR verified = 1 OR source = 'poll'))

@@ -144,7 +144,13 @@ class Store(Protocol):
 
     # events
     async def record_callback(
-        self, job_id: str, task_id: str | None, status: str, payload: dict[str, Any], now: float
+        self,
+        job_id: str,
+        task_id: str | None,
+        status: str,
+        payload: dict[str, Any],
+        now: float,
+        poll_at: float,
     ) -> Event: ...
     async def record_poll(
         self, job_id: str, task_id: str, status: str, payload: dict[str, Any], now: float

@@ -101,3 +101,22 @@ def test_durations():
     assert config.seconds("1d") == 86400
     with pytest.raises(ValueError, match="not a duration"):
         config.seconds("soon")
+
+
+def test_rate_limiter_spaces_acquisitions():
+    import asyncio
+    import time
+
+    from service.ratelimit import RateLimiter
+
+    async def take(limiter: RateLimiter, n: int) -> float:
+        start = time.monotonic()
+        for _ in range(n):
+            await limiter.acquire()
+        return time.monotonic() - start
+
+    # 1 token of burst, 50 per second: 11 acquisitions need at least 10 refills (0.2 s).
+    assert asyncio.run(take(RateLimiter(50, burst=1), 11)) >= 0.19
+    paused = RateLimiter(1000)
+    paused.pause(0.2)
+    assert asyncio.run(take(paused, 1)) >= 0.19
