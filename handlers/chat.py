@@ -102,6 +102,7 @@ class SlackHandler(Handler):
             step.services.http,
             step.render("webhook_url"),
             msgspec.json.encode(message),
+            {"idempotency-key": step.idempotency_key},
             timeout=self.config.timeout,
         )
         return result_of(response)
@@ -124,6 +125,7 @@ class DiscordHandler(Handler):
             step.services.http,
             step.render("webhook_url"),
             msgspec.json.encode(message),
+            {"idempotency-key": step.idempotency_key},
             timeout=self.config.timeout,
         )
         return result_of(response)

@@ -46,7 +46,11 @@ class WebhookHandler(Handler):
         body = step.render("body") if self.config.body is not None else default_body(step.context)
         content = msgspec.json.encode(body)
         msg_id = f"msg_{step.idempotency_key}"
-        headers = {**step.render("headers"), "webhook-id": msg_id}
+        headers = {
+            **step.render("headers"),
+            "webhook-id": msg_id,
+            "idempotency-key": step.idempotency_key,
+        }
         if self.config.secret:
             timestamp = int(time.time())
             headers["webhook-timestamp"] = str(timestamp)

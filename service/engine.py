@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import random
 import time
@@ -45,6 +46,13 @@ class Submitted(enum.StrEnum):
     REFUSED = "refused"
     RETRY = "retry"
     AMBIGUOUS = "ambiguous"
+
+
+def step_key(step: Step) -> str:
+    """A key that names one step of one rule run: the same on every retry, ASCII-safe for
+    headers (rule names may be any text)."""
+    name = f"{step.job_id}\x00{step.rule}\x00{step.generation}\x00{step.position}"
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
@@ -301,7 +309,7 @@ class Engine:
             services=self.services,
             step_id=step.id,
             attempt=step.attempts,
-            idempotency_key=f"{job.id}.{step.rule}.{step.generation}.{step.position}",
+            idempotency_key=step_key(step),
         )
         try:
             result = await self._run_with_heartbeat(step, bound.handler.run(context))
