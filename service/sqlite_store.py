@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 from sqlite_utils import Database
 
+from service.errors import Conflict, NotFound
 from service.store import (
     Event,
     Job,
@@ -610,8 +611,15 @@ def _record_callback(
     now: float,
     poll_at: float,
 ) -> Event:
-    """Stores a callback; a repeat of a result already recorded is marked duplicate."""
-    if task_id:
+    """Stores a callback; a repeat of a result already recorded is marked duplicate.
+
+    Raises ``NotFound`` for an unknown job and ``Conflict`` for another task's callback."""
+    job = db.execute("SELECT upstream_task_id FROM jobs WHERE id = ?", [job_id]).fetchone()
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if job[0] and task_id and task_id != job[0]:
+        raise Conflict(f"task_id {task_id!r} is not this job's task")
+    if task_id and not job[0]:
         # The create answer never reached us (or has not yet): the callback tells the task,
         # and the job is the upstream's from now on (polled if nothing more comes).
         db.execute(

@@ -143,6 +143,7 @@ class Store(Protocol):
     ) -> bool: ...
 
     # events
+    # record_callback raises NotFound (no such job) or Conflict (another task's callback).
     async def record_callback(
         self,
         job_id: str,
