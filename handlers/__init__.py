@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from service.templates import render_tree
+from service.templates import TemplateError, render_tree
 
 ENTRY_POINT_GROUP = "taskhook.handlers"
 log = logging.getLogger("taskhook")
@@ -58,7 +58,10 @@ class StepContext:
     def render(self, field: str, **extra: Any) -> Any:
         """Renders the template field ``field`` with the step's context plus ``extra`` names."""
         context = {**self.context, **extra} if extra else self.context
-        return render_tree(self.templates[field], context)
+        try:
+            return render_tree(self.templates[field], context)
+        except TemplateError as exc:  # e.g. a job without the input key a template names
+            raise HandlerFailed(f"template {field!r}: {exc}", retryable=False) from exc
 
     def has(self, field: str) -> bool:
         return self.templates.get(field) is not None

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from handlers import Handler, StepContext
-from handlers.http import post, result_of
+from handlers.http import destination, post, result_of
 
 _ICON = {"completed": "✅", "failed": "❌"}
 _COLOR = {"completed": 0x2EB67D, "failed": 0xE01E5A}
@@ -100,7 +100,7 @@ class SlackHandler(Handler):
             message = slack_message(step.context)
         response = await post(
             step.services.http,
-            step.render("webhook_url"),
+            await destination(step, "webhook_url", self.config.webhook_url),
             msgspec.json.encode(message),
             {"idempotency-key": step.idempotency_key},
             timeout=self.config.timeout,
@@ -123,7 +123,7 @@ class DiscordHandler(Handler):
             message["username"] = self.config.username
         response = await post(
             step.services.http,
-            step.render("webhook_url"),
+            await destination(step, "webhook_url", self.config.webhook_url),
             msgspec.json.encode(message),
             {"idempotency-key": step.idempotency_key},
             timeout=self.config.timeout,

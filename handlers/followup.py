@@ -20,7 +20,7 @@ from msgspec import Meta
 
 from handlers import Handler, HandlerFailed, StepContext
 from service import catalog
-from service.errors import RequestError, TaskhookError
+from service.errors import BudgetExceeded, RequestError, TaskhookError
 
 
 class Budget(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -76,7 +76,7 @@ class FollowupHandler(Handler):
     async def run(self, step: StepContext) -> dict[str, Any]:
         engine = step.services.engine
         parent = step.context["job"]
-        key = f"followup:{step.idempotency_key}"
+        key = f"followup {step.idempotency_key}"  # a space: no client key can look like it
         existing = await engine.store.job_by_key(key)
         if existing is not None:  # an earlier attempt recorded it: never a second child
             return self._result(existing.id, existing.depth, existing.cost)
@@ -88,17 +88,22 @@ class FollowupHandler(Handler):
             )
         input = step.render("input")
         self._validate(input, step.services.config.upstream.allow_unknown_models)
-        cost = await self._price(engine, parent["id"], input)
+        cost = await self._price(engine, input)
         metadata = {**parent["metadata"], **step.render("metadata")}
-        child = await engine.spawn_child(
-            parent,
-            model=self.config.model,
-            input=input,
-            tags=list(self.config.tags),
-            metadata=metadata,
-            key=key,
-            cost=cost,
-        )
+        budget = self.config.budget
+        try:
+            child = await engine.spawn_child(
+                parent,
+                model=self.config.model,
+                input=input,
+                tags=list(self.config.tags),
+                metadata=metadata,
+                key=key,
+                cost=cost,
+                max_chain_cost=budget.max_chain_cost if budget else None,
+            )
+        except BudgetExceeded as exc:
+            raise HandlerFailed(exc.message, retryable=False) from exc
         return self._result(child.id, child.depth, cost)
 
     def _result(self, job_id: str, depth: int, cost: float | None) -> dict[str, Any]:
@@ -112,7 +117,7 @@ class FollowupHandler(Handler):
                 retryable=False,
             )
 
-    async def _price(self, engine: Any, parent_id: str, input: dict[str, Any]) -> float | None:
+    async def _price(self, engine: Any, input: dict[str, Any]) -> float | None:
         budget = self.config.budget
         if budget is None:
             return None
@@ -122,11 +127,4 @@ class FollowupHandler(Handler):
             raise HandlerFailed(f"the dry run was refused: {exc.message}", retryable=False) from exc
         except TaskhookError as exc:
             raise HandlerFailed(f"the dry run failed: {exc.message}") from exc
-        spent = await engine.store.chain_cost(parent_id)
-        if spent + cost > budget.max_chain_cost:
-            raise HandlerFailed(
-                f"budget: the chain has cost {spent:.4f} and this follow-up would add "
-                f"{cost:.4f}, over max_chain_cost {budget.max_chain_cost:.4f}",
-                retryable=False,
-            )
         return cost

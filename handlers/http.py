@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from handlers import HandlerFailed
+from handlers import HandlerFailed, StepContext
 
 _RETRYABLE_4XX = (408, 409, 425, 429)
 
@@ -29,6 +29,8 @@ async def post(
     all_headers = {"content-type": "application/json", **(headers or {})}
     try:
         response = await http.post(url, content=content, headers=all_headers, timeout=timeout)
+    except httpx.InvalidURL as exc:
+        raise HandlerFailed(f"not a valid URL: {exc}", retryable=False) from exc
     except httpx.HTTPError as exc:
         raise HandlerFailed(f"POST {_safe(url)} failed: {type(exc).__name__}") from exc
     code = response.status_code
@@ -40,6 +42,16 @@ async def post(
         retryable=retryable,
         retry_after=_retry_after(response),
     )
+
+
+async def destination(step: StepContext, field: str, raw: str) -> str:
+    """The rendered destination URL. A URL built from job data (a template) is held to the
+    same private-network rule as downloads: whoever can submit a job must not be able to
+    point taskhook at an internal address. A fixed URL is the operator's own choice."""
+    url = str(step.render(field))
+    if "{{" in raw or "{%" in raw:
+        await step.services.fetcher.check(url)
+    return url
 
 
 def _safe(url: str) -> str:

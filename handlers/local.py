@@ -38,7 +38,7 @@ class LocalHandler(Handler):
         for output in step.context["outputs"]:
             key = str(step.render("path", output=output)).lstrip("/")
             target = (root / key).resolve()
-            if not target.is_relative_to(root):
+            if target == root or not target.parent.is_relative_to(root):
                 raise HandlerFailed(f"path {key!r} leaves the directory", retryable=False)
             download = await step.services.fetcher.to_file(output["url"], target)
             result["urls"].append(target.as_uri())

@@ -14,7 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from handlers import Handler, StepContext
-from handlers.http import post, result_of
+from handlers.http import destination, post, result_of
 from service.security import sign
 
 
@@ -56,6 +56,10 @@ class WebhookHandler(Handler):
             headers["webhook-timestamp"] = str(timestamp)
             headers["webhook-signature"] = sign(self.config.secret, msg_id, timestamp, content)
         response = await post(
-            step.services.http, step.render("url"), content, headers, timeout=self.config.timeout
+            step.services.http,
+            await destination(step, "url", self.config.url),
+            content,
+            headers,
+            timeout=self.config.timeout,
         )
         return result_of(response, webhook_id=msg_id)

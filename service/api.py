@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -102,7 +102,7 @@ async def job_detail(rt: Runtime, job: Job) -> dict[str, Any]:
 
 
 def _request_hash(data: JobCreate) -> str:
-    return hashlib.sha256(msgspec.json.encode(data)).hexdigest()
+    return hashlib.sha256(msgspec.json.encode(data, order="sorted")).hexdigest()
 
 
 def _validate(rt: Runtime, data: JobCreate) -> None:
@@ -125,7 +125,7 @@ async def create_job(
     request: Request,
     data: JobCreate,
     idempotency_key: Annotated[
-        str | None, Parameter(header="Idempotency-Key", max_length=200)
+        str | None, Parameter(header="Idempotency-Key", max_length=200, pattern=r"^[!-~]+$")
     ] = None,
 ) -> Response:
     rt = runtime_of(request)
@@ -145,6 +145,7 @@ async def create_job(
         idempotency_key=idempotency_key,
         request_hash=_request_hash(data),
         submit_state=SubmitState.INFLIGHT,
+        submit_attempts=1,
     )
     stored, created = await rt.store.create_job(job)
     if not created:
@@ -182,7 +183,7 @@ async def list_jobs(
     model: str | None = None,
     tag: str | None = None,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Parameter(pattern=r"^job_[0-9a-z]{26}$")] = None,
 ) -> dict[str, Any]:
     if status is not None and status not in {s.value for s in JobStatus}:
         raise RequestError(f"status must be one of {', '.join(s.value for s in JobStatus)}")
@@ -246,6 +247,8 @@ class BulkReplayRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
 @post("/replay", status_code=202, summary="Replay every job with steps in a status, by filter")
 async def replay_many(request: Request, data: BulkReplayRequest) -> dict[str, Any]:
+    if data.status is None and data.since is None:
+        raise RequestError("give status and/or since: a replay of every job is never implied")
     rt = runtime_of(request)
     since = time.time() - seconds(data.since) if data.since else None
     ids = await rt.store.replay_candidates(step_status=data.status, since=since, limit=data.limit)
@@ -258,7 +261,9 @@ async def replay_many(request: Request, data: BulkReplayRequest) -> dict[str, An
 
 
 @get("/models", summary="The model catalog")
-async def list_models(kind: str | None = None) -> dict[str, Any]:
+async def list_models(
+    kind: Literal["video", "image", "audio", "text"] | None = None,
+) -> dict[str, Any]:
     models = [m for m in catalog.all_models() if kind is None or m.kind == kind]
     return {"data": [catalog.describe(m) for m in models]}
 
@@ -301,6 +306,8 @@ def _parse_callback(body: bytes) -> tuple[CallbackBody, dict[str, Any]]:
         payload = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise RequestError(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError("the body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
     try:

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response
+from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from service import __version__
 from service.api import api_router, public_handlers
-from service.config import Config
+from service.config import Config, friendly
 from service.errors import TaskhookError
 from service.runtime import Runtime
 
@@ -24,6 +25,35 @@ def error_response(_: Request, exc: TaskhookError) -> Response:
         body["extra"] = exc.details
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return Response(body, status_code=exc.status_code, headers=headers)
+
+
+def _problem(item: Any) -> dict[str, str]:
+    key = str(item.get("key") or "body")
+    message = str(item.get("message", ""))
+    if message == f"'{key}'":  # Litestar's word for "nothing was sent"
+        message = "is missing: send a JSON object"
+    path = "body" if key == "data" else key
+    if item.get("source") in ("query", "header", "path") and path != "body":
+        path = f"{item['source']} parameter {path}"
+    return {"path": path, "message": friendly(message)}
+
+
+def validation_response(_: Request, exc: ValidationException) -> Response:
+    """Litestar's own 400s, rewritten so that ``detail`` says what was wrong."""
+    problems = [_problem(item) for item in exc.extra or [] if isinstance(item, dict)]
+    if problems:
+        detail = "invalid request: " + "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+    else:
+        detail = f"invalid request: {exc.detail}"
+    body: dict[str, Any] = {"status_code": 400, "detail": detail}
+    if problems:
+        body["extra"] = problems
+    return Response(body, status_code=400)
+
+
+def too_deep_response(_: Request, __: RecursionError) -> Response:
+    detail = "invalid request: the JSON document is nested too deeply"
+    return Response({"status_code": 400, "detail": detail}, status_code=400)
 
 
 def create_app(
@@ -46,7 +76,11 @@ def create_app(
         route_handlers=[api_router, *public_handlers, *extra_handlers],
         lifespan=[lifespan],
         on_shutdown=list(on_shutdown),
-        exception_handlers={TaskhookError: error_response},
+        exception_handlers={
+            TaskhookError: error_response,
+            ValidationException: validation_response,
+            RecursionError: too_deep_response,
+        },
         openapi_config=OpenAPIConfig(
             title="taskhook",
             version=__version__,

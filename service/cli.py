@@ -117,6 +117,7 @@ def _client_parsers(sub: Any) -> None:
     jobs.add_argument("--model")
     jobs.add_argument("--tag")
     jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--cursor", help="the next_cursor of the previous page")
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.set_defaults(func=cmd_jobs)
     show = client("show", "show a job with its callbacks and steps")
@@ -226,7 +227,10 @@ def _pairs(items: list[str], what: str) -> dict[str, Any]:
 def _job_body(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if args.input_json:
-        data = json.loads(args.input_json)
+        try:
+            data = json.loads(args.input_json)
+        except ValueError as exc:
+            raise ApiError(f"--input-json is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ApiError("--input-json must be a JSON object")
     data.update(_pairs(args.input, "--input"))
@@ -312,6 +316,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     params = {
         k: v
         for k, v in {
+            "cursor": args.cursor,
             "status": args.status,
             "model": args.model,
             "tag": args.tag,
@@ -328,6 +333,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(f"{job['id']}  {job['status']:<9}  {job['created_at']}  {job['model']}")
     if not page["data"]:
         print("no jobs")
+    if page.get("next_cursor"):
+        print(f"more: taskhook jobs --cursor {page['next_cursor']}")
     return 0
 
 

@@ -245,10 +245,15 @@ _PATTERN_WORDS = {
 }
 
 
-def _error_text(exc: msgspec.ValidationError, path: str) -> str:
-    message = str(exc)
+def friendly(message: str) -> str:
+    """msgspec's message, with regular expressions replaced by what they mean."""
     for pattern, words in _PATTERN_WORDS.items():
         message = message.replace(f"Expected `str` matching regex {pattern!r}", f"must be {words}")
+    return message
+
+
+def _error_text(exc: msgspec.ValidationError, path: str) -> str:
+    message = friendly(str(exc))
     where = re.search(r" - at `\$(.*)`$", message)
     if where:
         message = message[: where.start()]

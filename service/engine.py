@@ -21,6 +21,7 @@ from handlers import HandlerFailed, StepContext
 from service import pipeline
 from service.config import Config, seconds
 from service.errors import (
+    TaskhookError,
     UpstreamAmbiguous,
     UpstreamAuthFailed,
     UpstreamError,
@@ -143,6 +144,7 @@ class Engine:
         metadata: dict[str, Any],
         key: str,
         cost: float | None,
+        max_chain_cost: float | None = None,
     ) -> Job:
         """Records a follow-up job (the intent) for the submit loop; once per ``key``."""
         now = time.time()
@@ -161,7 +163,7 @@ class Engine:
             next_attempt_at=now,
             cost=cost,
         )
-        stored, created = await self.store.create_job(child)
+        stored, created = await self.store.create_job(child, max_chain_cost)
         if created:
             self.notify("submit")
         return stored
@@ -187,6 +189,16 @@ class Engine:
         return changed
 
     async def process_event(self, event: Event) -> None:
+        """Verifies and acts on one stored callback; an unexpected failure is retried later
+        with backoff, so one bad event never holds up the others."""
+        try:
+            await self._process_event(event)
+        except Exception as exc:
+            log.exception("event %s of job %s could not be processed", event.id, event.job_id)
+            retry_at = time.time() + backoff(event.attempts + 1, base=5, cap=600)
+            await self.store.retry_event(event.id, retry_at, f"{type(exc).__name__}: {exc}")
+
+    async def _process_event(self, event: Event) -> None:
         job = await self.store.get_job(event.job_id)
         if job is None or job.status not in ("accepted", "submitted"):
             status = job.status if job else "missing"
@@ -266,15 +278,23 @@ class Engine:
     # ---- reconciliation --------------------------------------------------------------------
 
     async def reconcile(self, job: Job) -> None:
-        """Polls a job whose callback is overdue; finishes it when the upstream says it ended."""
+        """Polls a job whose callback is overdue; finishes it when the upstream says it ended.
+        Whatever goes wrong, the job is polled again later, never in a tight loop."""
+        try:
+            await self._reconcile(job)
+        except Exception:
+            log.exception("job %s could not be reconciled", job.id)
+            await self.store.schedule_poll(job.id, time.time() + self._poll_interval())
+
+    async def _reconcile(self, job: Job) -> None:
         if not job.upstream_task_id:
             return
         await self.poll_limiter.acquire()
         try:
             state = await self.upstream.status(job.upstream_task_id)
-        except UpstreamError as exc:
+        except TaskhookError as exc:  # refused (404: unknown task), unavailable, ...
             log.info("job %s: poll failed: %s", job.id, exc.message)
-            if exc.retry_after is not None or isinstance(exc, UpstreamUnavailable):
+            if isinstance(exc, UpstreamUnavailable):
                 self.poll_limiter.pause(exc.retry_after or 5.0)
             await self.store.schedule_poll(job.id, time.time() + self._poll_interval())
             return
@@ -299,7 +319,7 @@ class Engine:
         job = await self.store.get_job(step.job_id)
         if bound is None or bound.handler_name != step.handler or job is None:
             await self.store.step_failed(
-                step.id, "the rule or handler is no longer configured", None, time.time()
+                step, "the rule or handler is no longer configured", None, time.time()
             )
             return
         prior = await self.store.prior_results(step)
@@ -317,13 +337,15 @@ class Engine:
             await self._step_failed(step, bound.retry, str(exc), exc.retryable, exc.retry_after)
             return
         except asyncio.CancelledError:  # shutting down: give the step back, it runs next start
-            await asyncio.shield(self.store.release_step(step.id, time.time()))
+            await asyncio.shield(self.store.release_step(step, time.time()))
             raise
         except Exception as exc:  # a handler bug must not stop the worker
             log.exception("step %s (%s) crashed", step.id, step.handler)
             await self._step_failed(step, bound.retry, f"{type(exc).__name__}: {exc}", True, None)
             return
-        await self.store.step_succeeded(step.id, result, time.time())
+        if not await self.store.step_succeeded(step, result, time.time()):
+            log.warning("step %s lost its lease while running; its result is ignored", step.id)
+            return
         self.metrics.steps.labels(step.handler, "succeeded").inc()
         self.notify("steps")
 
@@ -331,7 +353,7 @@ class Engine:
         async def beat() -> None:
             while True:
                 await asyncio.sleep(LEASE_SECONDS / 3)
-                await self.store.heartbeat(step.id, time.time() + LEASE_SECONDS)
+                await self.store.heartbeat(step, time.time() + LEASE_SECONDS)
 
         beater = asyncio.create_task(beat())
         try:
@@ -349,10 +371,10 @@ class Engine:
         age = now - (step.first_attempt_at or now)
         if retryable and step.attempts < retry.max_attempts and age < seconds(retry.max_age):
             delay = max(retry_after or 0.0, backoff(step.attempts, cap=600))
-            await self.store.step_failed(step.id, error, now + delay, now)
+            await self.store.step_failed(step, error, now + delay, now)
             self.metrics.steps.labels(step.handler, "retrying").inc()
         else:
-            await self.store.step_failed(step.id, error, None, now)
+            await self.store.step_failed(step, error, None, now)
             self.metrics.steps.labels(step.handler, "dead").inc()
             log.warning(
                 "step %s (%s of rule %s) is dead: %s", step.id, step.handler, step.rule, error

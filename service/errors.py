@@ -2,6 +2,7 @@
 
     TaskhookError                     (500)
     ├── ConfigError                   the configuration file is invalid; carries every problem
+    ├── BudgetExceeded                a follow-up would take its chain over its budget
     ├── RequestError                  (400) a malformed request
     │   ├── AuthError                 (401) missing or wrong credentials
     │   ├── NotFound                  (404)
@@ -76,6 +77,12 @@ class UpstreamRefused(RequestError):
     def __init__(self, message: str | None = None, *, status_code: int = 400) -> None:
         self.status_code = status_code
         super().__init__(message)
+
+
+class BudgetExceeded(TaskhookError):
+    """The follow-up would take its chain over its budget."""
+
+    status_code = 409
 
 
 class UpstreamError(TaskhookError):

@@ -20,7 +20,10 @@ _KIND_BY_EXTENSION = {
 
 
 def filename_of(url: str) -> str:
-    name = posixpath.basename(unquote(urlsplit(url).path))
+    try:
+        name = posixpath.basename(unquote(urlsplit(url).path))
+    except ValueError:  # e.g. "http://[": not a URL anything can fetch
+        return "output"
     return name or "output"
 
 

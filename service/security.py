@@ -53,10 +53,9 @@ def signature_problem(
     signatures = headers.get("webhook-signature")
     if not (msg_id and timestamp and signatures):
         return "missing webhook-id, webhook-timestamp or webhook-signature header"
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return "webhook-timestamp is not a number"
+    if not (timestamp.isdigit() and len(timestamp) <= 12):
+        return "webhook-timestamp is not a Unix time in seconds"
+    sent = int(timestamp)
     if abs(now - sent) > tolerance:
         return "webhook-timestamp is outside the 5-minute tolerance"
     expected = sign(secret, msg_id, sent, body).encode()

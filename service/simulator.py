@@ -697,6 +697,8 @@ def run(args: argparse.Namespace) -> int:
     except msgspec.ValidationError as exc:
         print(f"invalid simulator settings: {exc}", file=sys.stderr)
         return 2
+    # httpx logs each URL at INFO, and callback URLs carry a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     simulator = Simulator(settings)
     print(f"Unified Tasks API simulator on http://{args.host}:{args.port}", flush=True)
     print(f"API key: {settings.api_key}", flush=True)

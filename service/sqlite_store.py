@@ -9,17 +9,18 @@ failure does not undo the others) and commits once: *group commit*. With WAL and
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import msgspec
 from sqlite_utils import Database
 
-from service.errors import Conflict, NotFound
+from service.errors import BudgetExceeded, Conflict, NotFound
 from service.store import (
     Event,
     Job,
@@ -227,14 +228,29 @@ def _migrate(db: Database) -> None:
             db.execute(f"PRAGMA user_version = {number}")
 
 
+def _exclusive_lock(path: str) -> IO[bytes]:
+    """One taskhook process per database: a second one would take over the first one's
+    running steps at start-up. The OS releases the lock when the process dies."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lock = open(f"{path}.lock", "wb")  # noqa: SIM115 (held open until close())
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise RuntimeError(f"another taskhook process is using {path}") from None
+    return lock
+
+
 class SQLiteStore:
     """``Store`` on one SQLite file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._worker: _Worker | None = None
+        self._lock: IO[bytes] | None = None
 
     async def open(self) -> None:
+        self._lock = _exclusive_lock(self.path)
         self._worker = _Worker(self.path)
         await asyncio.to_thread(self._worker.start)
 
@@ -243,6 +259,9 @@ class SQLiteStore:
             self._worker.queue.put(None)
             await asyncio.to_thread(self._worker.thread.join, 10)
             self._worker = None
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._worker is None:
@@ -256,8 +275,8 @@ class SQLiteStore:
 
     # ---- jobs ----------------------------------------------------------------------------
 
-    async def create_job(self, job: Job) -> tuple[Job, bool]:
-        return await self._call(_create_job, job)
+    async def create_job(self, job: Job, max_chain_cost: float | None = None) -> tuple[Job, bool]:
+        return await self._call(_create_job, job, max_chain_cost)
 
     async def get_job(self, job_id: str) -> Job | None:
         return await self._call(_get_job, job_id)
@@ -401,27 +420,33 @@ class SQLiteStore:
     async def prior_results(self, step: Step) -> dict[str, dict[str, Any]]:
         return await self._call(_prior_results, step)
 
-    async def heartbeat(self, step_id: int, lease_until: float) -> None:
-        sql = "UPDATE steps SET lease_until = ? WHERE id = ? AND status = 'running'"
-        await self._call(lambda db: db.execute(sql, [lease_until, step_id]))
+    # A claim's attempt number is its lease token: a worker whose lease expired (and whose
+    # step was claimed again) can no longer change the step ("AND attempts = ?" below).
 
-    async def step_succeeded(self, step_id: int, result: dict[str, Any], now: float) -> None:
+    async def heartbeat(self, step: Step, lease_until: float) -> None:
+        sql = (
+            "UPDATE steps SET lease_until = ? WHERE id = ? AND status = 'running' AND attempts = ?"
+        )
+        await self._call(lambda db: db.execute(sql, [lease_until, step.id, step.attempts]))
+
+    async def step_succeeded(self, step: Step, result: dict[str, Any], now: float) -> bool:
         sql = (
             "UPDATE steps SET status = 'succeeded', result = ?, last_error = NULL,"
-            " lease_until = NULL, updated_at = ? WHERE id = ?"
+            " lease_until = NULL, updated_at = ?"
+            " WHERE id = ? AND status = 'running' AND attempts = ?"
         )
-        await self._call(lambda db: db.execute(sql, [_encode(result), now, step_id]))
+        values = [_encode(result), now, step.id, step.attempts]
+        return await self._call(lambda db: db.execute(sql, values).rowcount == 1)
 
-    async def step_failed(
-        self, step_id: int, error: str, retry_at: float | None, now: float
-    ) -> None:
+    async def step_failed(self, step: Step, error: str, retry_at: float | None, now: float) -> None:
         status = StepStatus.RETRYING if retry_at is not None else StepStatus.DEAD
         sql = (
             "UPDATE steps SET status = ?, last_error = ?,"
             " next_run_at = COALESCE(?, next_run_at), lease_until = NULL, updated_at = ?"
-            " WHERE id = ?"
+            " WHERE id = ? AND status = 'running' AND attempts = ?"
         )
-        await self._call(lambda db: db.execute(sql, [status, error, retry_at, now, step_id]))
+        values = [status, error, retry_at, now, step.id, step.attempts]
+        await self._call(lambda db: db.execute(sql, values))
 
     async def recover_steps(self, now: float, everything: bool = False) -> int:
         """Returns running steps whose lease expired (or all running steps) to the queue."""
@@ -453,13 +478,14 @@ class SQLiteStore:
         params = {"step_status": step_status, "since": since, "limit": limit}
         return await self._call(lambda db: [r["id"] for r in db.query(sql, params)])
 
-    async def release_step(self, step_id: int, now: float) -> None:
+    async def release_step(self, step: Step, now: float) -> None:
         """Gives a running step back to the queue (shutdown): it runs again on the next start."""
         sql = (
             "UPDATE steps SET status = 'retrying', lease_until = NULL, next_run_at = ?,"
-            " attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND status = 'running'"
+            " attempts = MAX(attempts - 1, 0), updated_at = ?"
+            " WHERE id = ? AND status = 'running' AND attempts = ?"
         )
-        await self._call(lambda db: db.execute(sql, [now, now, step_id]))
+        await self._call(lambda db: db.execute(sql, [now, now, step.id, step.attempts]))
 
     async def replay(self, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:
         return await self._call(_replay, job_id, steps, force, now)
@@ -470,13 +496,21 @@ class SQLiteStore:
 _JOB_COLUMNS = [f for f in Job.__struct_fields__]
 
 
-def _create_job(db: Database, job: Job) -> tuple[Job, bool]:
+def _create_job(db: Database, job: Job, max_chain_cost: float | None) -> tuple[Job, bool]:
     if job.idempotency_key:
         row = next(
             db.query("SELECT * FROM jobs WHERE idempotency_key = ?", [job.idempotency_key]), None
         )
         if row is not None:
             return _job(row), False
+    if max_chain_cost is not None and job.parent_id:
+        # Checked and inserted in one transaction: sibling follow-ups cannot both slip in.
+        spent = _chain_cost(db, job.parent_id)
+        if spent + (job.cost or 0.0) > max_chain_cost:
+            raise BudgetExceeded(
+                f"budget: the chain has cost {spent:.4f} and this follow-up would add "
+                f"{job.cost or 0.0:.4f}, over max_chain_cost {max_chain_cost:.4f}"
+            )
     values = msgspec.structs.asdict(job)
     for name in _JSON_FIELDS["jobs"]:
         values[name] = None if values[name] is None else _encode(values[name])
@@ -542,7 +576,8 @@ def _mark_submitted(db: Database, job_id: str, task_id: str, poll_at: float) -> 
     db.execute(
         """UPDATE jobs SET upstream_task_id = COALESCE(upstream_task_id, ?),
                status = CASE WHEN status = 'accepted' THEN 'submitted' ELSE status END,
-               submit_state = NULL, error = NULL, submit_attempts = submit_attempts + 1,
+               submit_state = NULL,
+               error = CASE WHEN status = 'accepted' THEN NULL ELSE error END,
                next_attempt_at = CASE WHEN status = 'accepted' THEN ? ELSE next_attempt_at END,
                updated_at = (julianday('now') - 2440587.5) * 86400.0
            WHERE id = ?""",
