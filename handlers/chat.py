@@ -75,13 +75,13 @@ def discord_message(context: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChatConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    webhook_url: Annotated[str, Meta(pattern=r"^https?://")]
+    webhook_url: Annotated[str, Meta(pattern=r"^(https?://|{{)")]
     text: str | None = None
     timeout: Annotated[float, Meta(gt=0, le=120)] = 15.0
 
 
 class DiscordConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    webhook_url: Annotated[str, Meta(pattern=r"^https?://")]
+    webhook_url: Annotated[str, Meta(pattern=r"^(https?://|{{)")]
     content: str | None = None
     username: str | None = None
     timeout: Annotated[float, Meta(gt=0, le=120)] = 15.0

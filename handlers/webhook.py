@@ -19,7 +19,7 @@ from service.security import sign
 
 
 class WebhookConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    url: Annotated[str, Meta(pattern=r"^https?://")]
+    url: Annotated[str, Meta(pattern=r"^(https?://|{{)")]
     secret: Annotated[str, Meta(pattern=r"^whsec_[A-Za-z0-9+/=]+$")] | None = None
     headers: dict[str, str] = {}
     body: Any = None

@@ -239,6 +239,7 @@ def _did_you_mean(key: str, choices: Any) -> str:
 _PATTERN_WORDS = {
     r"^https?://[^/\s]+": "an http(s) URL",
     r"^https?://": "an http(s) URL",
+    r"^(https?://|{{)": "an http(s) URL (or a template that renders one)",
     r"^sqlite:///.+": "a URL like sqlite:///./taskhook.db",
     _DURATION_RE.pattern: "a duration such as 30s, 15m, 2h or 7d",
     r"^whsec_[A-Za-z0-9+/=]+$": "a Standard Webhooks secret (whsec_ and base64)",
