@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 import yaml
@@ -25,7 +25,14 @@ from msgspec import Meta
 
 from handlers import Handler, load_handler_types
 from service.errors import ConfigError
-from service.templates import TemplateError, compile_tree, render_tree, sample_context
+from service.templates import (
+    ANY_STEPS,
+    AnyKeys,
+    TemplateError,
+    compile_tree,
+    render_tree,
+    sample_context,
+)
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -151,6 +158,24 @@ _TOP_LEVEL = {"server", "storage", "upstream", "security", "handlers", "rules"}
 _VAR_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (YAML says it is an
+    error; PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # an unhashable key: construct_mapping reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def default_path() -> Path:
     return Path(os.environ.get("TASKHOOK_CONFIG") or "taskhook.yaml")
 
@@ -167,7 +192,7 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> C
         )
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}{hint}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     return parse(data, source=str(path), env=env)
@@ -291,10 +316,38 @@ def _check_fields(
             if info.required:
                 problems.append(f"{_join(path, name)}: required")
             continue
-        try:
-            msgspec.convert(data[name], info.type, strict=False)
-        except msgspec.ValidationError as exc:
-            problems.append(_error_text(exc, _join(path, name)))
+        _check_value(info.type, data[name], _join(path, name), problems)
+
+
+def _struct_in(tp: Any) -> type | None:
+    """The Struct type among ``tp`` and its union members, if any."""
+    for candidate in (tp, *get_args(tp)):
+        if isinstance(candidate, type) and issubclass(candidate, msgspec.Struct):
+            return candidate
+    return None
+
+
+def _check_value(tp: Any, value: Any, path: str, problems: list[str]) -> None:
+    """Checks one value; nested Structs (and lists of them) are checked key by key, so every
+    problem inside them is listed, not only the first."""
+    bare = get_args(tp)[0] if get_origin(tp) is Annotated else tp
+    struct = _struct_in(bare)
+    if struct is not None and isinstance(value, dict):
+        _convert(struct, value, path, problems)
+        return
+    item = _struct_in(get_args(bare)[0]) if get_origin(bare) is list else None
+    checked: set[int] = set()
+    if item is not None and isinstance(value, list):
+        for index, element in enumerate(value):
+            if isinstance(element, dict):
+                checked.add(index)
+                _convert(item, element, f"{path}[{index}]", problems)
+    try:
+        msgspec.convert(value, tp, strict=False)
+    except msgspec.ValidationError as exc:
+        where = re.search(r" - at `\$\[(\d+)\]", str(exc))
+        if not (where and int(where.group(1)) in checked):  # not listed already
+            problems.append(_error_text(exc, path))
 
 
 @dataclass(frozen=True)
@@ -332,21 +385,32 @@ def _handler_spec(
         return None
     cls = types[type_name]
     config = _convert(cls.Config, options, path, problems)
-    if config is None or retry is None or not _syntax_ok(cls, config, path, problems):
+    syntax_ok = _syntax_ok(cls, options, path, problems)
+    if config is None or retry is None or not syntax_ok:
         return None
     return _HandlerSpec(name=name, cls=cls, options=options, retry=retry)
 
 
-def _syntax_ok(cls: type[Handler], config: msgspec.Struct, path: str, problems: list[str]) -> bool:
+def _syntax_ok(cls: type[Handler], options: dict[str, Any], path: str, problems: list[str]) -> bool:
     """Reports template syntax errors once per handler, even when no rule uses it."""
     ok = True
     for name in cls.templates:
         try:
-            compile_tree(getattr(config, name))
+            compile_tree(options.get(name))
         except TemplateError as exc:
             problems.append(f"{path}.{name}: template error: {exc.message}")
             ok = False
     return ok
+
+
+def _names_in(raw: Any) -> set[str]:
+    handlers = raw.get("handlers") if isinstance(raw, dict) else None
+    names = set()
+    for item in handlers if isinstance(handlers, list) else []:
+        name = item.get("handler") if isinstance(item, dict) else item
+        if isinstance(name, str):
+            names.add(name)
+    return names
 
 
 class _Binder:
@@ -356,6 +420,7 @@ class _Binder:
         self, specs: dict[str, _HandlerSpec | None], problems: list[str], allow_unknown_models: bool
     ) -> None:
         self.specs = specs
+        self.used: set[str] = set()
         self.problems = problems
         self.allow_unknown_models = allow_unknown_models
 
@@ -367,16 +432,38 @@ class _Binder:
         seen: set[str] = set()
         for index, raw in enumerate(data):
             path = f"rules[{index}]"
+            name = raw.get("name") if isinstance(raw, dict) else None
+            if isinstance(name, str) and name in seen:
+                self.problems.append(f"{path}.name: duplicate rule name {name!r}")
+            seen.add(str(name))
+            self.used.update(_names_in(raw))
             rule = _convert(RuleConfig, raw, path, self.problems)
             if rule is None:
+                self.check_names(raw, path)
                 continue
-            if rule.name in seen:
-                self.problems.append(f"{path}.name: duplicate rule name {rule.name!r}")
-            seen.add(rule.name)
             steps = self.steps(rule, path)
             if steps is not None:
                 rules.append(Rule(name=rule.name, match=rule.match, steps=steps))
+        self.check_unused()
         return rules
+
+    def check_names(self, raw: Any, path: str) -> None:
+        """A rule that failed to convert still gets its handler names checked."""
+        handlers = raw.get("handlers") if isinstance(raw, dict) else None
+        for index, item in enumerate(handlers if isinstance(handlers, list) else []):
+            name = item.get("handler") if isinstance(item, dict) else item
+            if isinstance(name, str) and name not in self.specs:
+                self.problems.append(
+                    f"{path}.handlers[{index}]: no handler named {name!r}"
+                    f"{_did_you_mean(name, self.specs)}"
+                )
+
+    def check_unused(self) -> None:
+        """Handlers no rule uses are still checked (templates, follow-up inputs)."""
+        for name, spec in self.specs.items():
+            if spec is not None and name not in self.used:
+                config = msgspec.convert(spec.options, spec.cls.Config, strict=False)
+                self.compile(spec.cls, config, f"handlers.{name}", ANY_STEPS)
 
     def steps(self, rule: RuleConfig, path: str) -> list[BoundStep] | None:
         steps: list[BoundStep] = []
@@ -388,6 +475,7 @@ class _Binder:
             step = self.step(ref, step_path, results)
             if step is None:
                 failed = True
+                results[ref.handler] = AnyKeys()  # its own problem is listed; no cascade
                 continue
             if ref.handler in results:
                 self.problems.append(

@@ -23,7 +23,15 @@ class _Environment(SandboxedEnvironment):
 
 ENV = _Environment(undefined=StrictUndefined, autoescape=False)
 
-__all__ = ["ENV", "TemplateError", "compile_tree", "render_tree", "sample_context"]
+__all__ = [
+    "ANY_STEPS",
+    "ENV",
+    "AnyKeys",
+    "TemplateError",
+    "compile_tree",
+    "render_tree",
+    "sample_context",
+]
 
 
 def compile_tree(value: Any) -> Any:
@@ -47,12 +55,21 @@ def render_tree(tree: Any, context: dict[str, Any]) -> Any:
     return tree
 
 
-class _AnyKeys(dict):
+class AnyKeys(dict):
     """A mapping that has every key: stands in for user data (job input, metadata)."""
 
     def __missing__(self, key: str) -> str:
         return f"sample-{key}"
 
+
+class _AnySteps(dict):
+    """Stands in for ``steps`` where the earlier steps are not known (an unused handler)."""
+
+    def __missing__(self, key: str) -> AnyKeys:
+        return AnyKeys()
+
+
+ANY_STEPS = _AnySteps()
 
 _SAMPLE_OUTPUT = {
     "url": "https://cdn.example.com/sample/output.png",
@@ -68,9 +85,9 @@ def sample_context(step_results: dict[str, dict[str, Any]] | None = None) -> dic
     job = {
         "id": "job_sample",
         "model": "google/nano-banana",
-        "input": _AnyKeys(),
+        "input": AnyKeys(),
         "tags": ["sample"],
-        "metadata": _AnyKeys(),
+        "metadata": AnyKeys(),
         "status": "completed",
         "upstream_task_id": "task_sample",
         "parent_id": None,
@@ -83,5 +100,5 @@ def sample_context(step_results: dict[str, dict[str, Any]] | None = None) -> dic
         "event": event,
         "outputs": [_SAMPLE_OUTPUT],
         "output": _SAMPLE_OUTPUT,
-        "steps": dict(step_results or {}),
+        "steps": step_results if isinstance(step_results, _AnySteps) else dict(step_results or {}),
     }

@@ -158,3 +158,55 @@ def test_followup_inputs_are_checked_against_the_catalog(tmp_path):
     assert not any("input.prompt" in p or "input.start_frame_url" in p for p in found)
     assert any(p.startswith("rules[1].handlers[0] (followup).model: unknown model") and
                "google/veo-3.1-fast" in p for p in found), found
+
+
+EVERYTHING_WRONG = """
+server: {public_url: "https://h.example.com", api_keys: [k], secret: "${TASKHOOK_SECRET}"}
+upstream: {api_key: u}
+handlers:
+  team: {type: slack, webhook_url: "https://hooks.example.com/x", texxt: "hi"}
+  fwd: {type: webhook, url: "https://x.example.com", body: {a: "{{ steps.team.status_code }}"}}
+  broken: {type: slack, webhook_url: 5, text: "{{ oops"}
+  unused:
+    type: followup
+    model: kuaishou/kling-2.6-video
+    input: {prompt: x, start_frame_url: "{{ outputs[0].url }}", duration: 7}
+rules:
+  - name: r1
+    match: {tagz: [a], status: done}
+    handlers: [team, nope]
+  - name: r1
+    handlers: [team, fwd, {handler: fwd, wiht: {}}]
+  - name: r2
+    handlers: [team, fwd]
+"""
+
+
+def test_check_lists_every_problem_without_cascades(tmp_path):
+    assert problems(tmp_path, EVERYTHING_WRONG) == [
+        "handlers.team.texxt: unknown key (did you mean 'text'?)",
+        "handlers.broken.webhook_url: Expected `str`, got `int`",
+        "handlers.broken.text: template error: unexpected end of template, expected "
+        "'end of print statement'.",
+        "rules[0].match.tagz: unknown key (did you mean 'tags'?)",
+        "rules[0].match.status: Invalid enum value 'done'",
+        "rules[0].handlers[1]: no handler named 'nope'",
+        "rules[1].name: duplicate rule name 'r1'",
+        "rules[1].handlers[2].wiht: unknown key (did you mean 'with'?)",
+        "handlers.unused (followup).input.duration: must be one of 5, 10",
+    ]
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    (found,) = problems(tmp_path, VALID + "storage: {url: sqlite:///x.db}\nstorage: {}\n")
+    assert found.startswith("not valid YAML: duplicate key 'storage'")
+
+
+def test_example_config_is_valid():
+    example = Path(__file__).resolve().parents[2] / "taskhook.example.yaml"
+    env = {"TASKHOOK_PUBLIC_URL": "https://hooks.example.com", "TASKHOOK_API_KEY": "k",
+           "TASKHOOK_SECRET": "s" * 40, "UNIFICALLY_API_KEY": "u",
+           "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X"}
+    loaded = config.load(example, env=env)
+    assert [rule.name for rule in loaded.rules] == [
+        "archive-and-tell", "tell-failures", "animate-images"]
