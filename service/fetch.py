@@ -58,15 +58,16 @@ class Fetcher:
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    async def check(self, url: str) -> None:
-        """Refuses a URL that taskhook must not fetch (raises a non-retryable failure)."""
+    async def check(self, url: str) -> str | None:
+        """Refuses a URL that taskhook must not fetch (raises a non-retryable failure);
+        returns the vetted address to connect to (None when private networks are allowed)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HandlerFailed(
                 f"refused to fetch {url!r}: only http and https URLs", retryable=False
             )
         if self.allow_private:
-            return
+            return None
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
@@ -79,13 +80,28 @@ class Fetcher:
                 "address (set security.allow_private_networks to allow it)",
                 retryable=False,
             )
+        return str(infos[0][4][0])
+
+    def _request(self, url: str, address: str | None) -> httpx.Request:
+        """A GET that connects to the address that was checked, not to a second DNS answer
+        (which could point somewhere else: DNS rebinding). Host and TLS name stay the URL's."""
+        if address is None:
+            return self.http.build_request("GET", url, timeout=self.timeout)
+        parsed = httpx.URL(url)
+        extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
+        return self.http.build_request(
+            "GET",
+            parsed.copy_with(host=address),
+            headers={"Host": parsed.netloc.decode("ascii")},
+            timeout=self.timeout,
+            extensions=extensions,
+        )
 
     @asynccontextmanager
     async def open(self, url: str) -> AsyncIterator[httpx.Response]:
         """A streaming GET that checks the URL and every redirect target."""
         for _ in range(_MAX_REDIRECTS + 1):
-            await self.check(url)
-            request = self.http.build_request("GET", url, timeout=self.timeout)
+            request = self._request(url, await self.check(url))
             response = await self.http.send(request, stream=True)
             if response.is_redirect and "location" in response.headers:
                 url = urljoin(url, response.headers["location"])
@@ -106,7 +122,7 @@ class Fetcher:
             with os.fdopen(handle, "wb") as file:
                 download = await self._copy(url, file)
                 file.flush()
-                os.fsync(file.fileno())
+                await asyncio.to_thread(os.fsync, file.fileno())
             os.replace(temp, target)
         except BaseException:
             Path(temp).unlink(missing_ok=True)

@@ -120,3 +120,17 @@ def test_rate_limiter_spaces_acquisitions():
     paused = RateLimiter(1000)
     paused.pause(0.2)
     assert asyncio.run(take(paused, 1)) >= 0.19
+
+
+def test_downloads_connect_to_the_address_that_was_checked():
+    import httpx
+
+    from service.fetch import Fetcher
+
+    fetcher = Fetcher(httpx.AsyncClient(), allow_private=False, max_bytes=10)
+    request = fetcher._request("https://cdn.example.com:8443/a/b.png?x=1", "93.184.216.34")
+    assert str(request.url) == "https://93.184.216.34:8443/a/b.png?x=1"
+    assert request.headers["host"] == "cdn.example.com:8443"
+    assert request.extensions["sni_hostname"] == "cdn.example.com"
+    plain = fetcher._request("http://cdn.example.com/a.png", None)
+    assert str(plain.url) == "http://cdn.example.com/a.png"
