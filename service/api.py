@@ -308,6 +308,8 @@ def _parse_callback(body: bytes) -> tuple[CallbackBody, dict[str, Any]]:
         raise RequestError(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise RequestError("the body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise RequestError("the body is not valid UTF-8") from None
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,12 +11,15 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service import __version__
 from service.api import api_router, public_handlers
 from service.config import Config, friendly
 from service.errors import TaskhookError
 from service.runtime import Runtime
+
+log = logging.getLogger("taskhook")
 
 
 def error_response(_: Request, exc: TaskhookError) -> Response:
@@ -56,6 +60,18 @@ def too_deep_response(_: Request, __: RecursionError) -> Response:
     return Response({"status_code": 400, "detail": detail}, status_code=400)
 
 
+def bad_encoding_response(_: Request, __: UnicodeDecodeError) -> Response:
+    detail = "invalid request: the body is not valid UTF-8"
+    return Response({"status_code": 400, "detail": detail}, status_code=400)
+
+
+def internal_error_response(request: Request, exc: Exception) -> Response:
+    """Logs what failed (the route's template, never its path: paths carry tokens)."""
+    route = "/".join(request.route_handler.paths) if request.scope.get("route_handler") else "?"
+    log.error("unhandled error in %s %s", request.method, route, exc_info=exc)
+    return Response({"status_code": 500, "detail": "internal error"}, status_code=500)
+
+
 def create_app(
     config: Config,
     *,
@@ -76,10 +92,13 @@ def create_app(
         route_handlers=[api_router, *public_handlers, *extra_handlers],
         lifespan=[lifespan],
         on_shutdown=list(on_shutdown),
+        logging_config=None,  # the CLI configures logging (--log-level)
         exception_handlers={
             TaskhookError: error_response,
             ValidationException: validation_response,
             RecursionError: too_deep_response,
+            UnicodeDecodeError: bad_encoding_response,
+            HTTP_500_INTERNAL_SERVER_ERROR: internal_error_response,
         },
         openapi_config=OpenAPIConfig(
             title="taskhook",
