@@ -238,6 +238,26 @@ async def _resubmit(rt: Runtime, job: Job, force: bool) -> dict[str, Any]:
     return {"job_id": job.id, "steps_scheduled": 0, "resubmitted": True}
 
 
+class AdoptRequest(msgspec.Struct, forbid_unknown_fields=True):
+    task_id: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+@post("/jobs/{job_id:str}/adopt", status_code=202, summary="Attach a task found upstream")
+async def adopt_job(request: Request, job_id: str, data: AdoptRequest) -> dict[str, Any]:
+    """For a job whose submission is ambiguous: the operator found its task upstream (in the
+    provider's dashboard) and attaches it; the job is then polled and finished as usual."""
+    rt = runtime_of(request)
+    job = await rt.store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    if job.status != JobStatus.ACCEPTED or job.upstream_task_id:
+        raise Conflict(f"job {job_id} already has its task (status {job.status})")
+    if not await rt.store.adopt(job_id, data.task_id, time.time()):
+        raise Conflict(f"job {job_id} changed meanwhile; read it again")
+    rt.engine.notify("polls")
+    return {"job_id": job_id, "upstream_task_id": data.task_id, "status": "submitted"}
+
+
 class BulkReplayRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     status: StepStatus | None = None
     since: Duration | None = None
@@ -284,6 +304,7 @@ api_router = Router(
         list_jobs,
         replay_job,
         replay_many,
+        adopt_job,
         list_models,
         show_model,
     ],

@@ -137,6 +137,10 @@ def _client_parsers(sub: Any) -> None:
         help="also rerun steps that already succeeded (or resend an ambiguous submission)",
     )
     replay.set_defaults(func=cmd_replay)
+    adopt = client("adopt", "attach a task found upstream to an ambiguous job")
+    adopt.add_argument("job_id")
+    adopt.add_argument("task_id")
+    adopt.set_defaults(func=cmd_adopt)
 
 
 # ---- serve / check -------------------------------------------------------------------------
@@ -392,6 +396,13 @@ def _model_text(model: dict[str, Any]) -> str:
         lines.append("rules:")
         lines += [f"  - {rule}" for rule in model["rules"]]
     return "\n".join(lines)
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = _check(client.post(f"/v1/jobs/{args.job_id}/adopt", json={"task_id": args.task_id}))
+    print(f"job {body['job_id']}: task {body['upstream_task_id']} attached; it is polled now")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -333,6 +333,9 @@ class SQLiteStore:
             "status = 'accepted'",
         )
 
+    async def adopt(self, job_id: str, task_id: str, poll_at: float) -> bool:
+        return await self._call(lambda db: _adopt(db, job_id, task_id, poll_at) == 1)
+
     async def recover_inflight(self) -> int:
         """Jobs whose create request was in flight when the process stopped: the request may
         have reached the upstream, so they are ambiguous, never resent blindly."""
@@ -657,14 +660,7 @@ def _record_callback(
     if task_id and not job[0]:
         # The create answer never reached us (or has not yet): the callback tells the task,
         # and the job is the upstream's from now on (polled if nothing more comes).
-        db.execute(
-            """UPDATE jobs SET upstream_task_id = ?,
-                   status = CASE WHEN status = 'accepted' THEN 'submitted' ELSE status END,
-                   submit_state = NULL, next_attempt_at = CASE WHEN status = 'accepted'
-                                                          THEN ? ELSE next_attempt_at END
-               WHERE id = ? AND upstream_task_id IS NULL""",
-            [task_id, poll_at, job_id],
-        )
+        _adopt(db, job_id, task_id, poll_at)
     duplicate = db.execute(
         """SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND status = ?
                             AND (processed_at IS NULL OR verified = 1 OR source = 'poll'))
@@ -675,6 +671,19 @@ def _record_callback(
     return _insert_event(
         db, job_id, "callback", task_id, status, payload, now, bool(duplicate), processed
     )
+
+
+def _adopt(db: Database, job_id: str, task_id: str, poll_at: float) -> int:
+    """The job's task is ``task_id`` (told by a callback, or by an operator): the job is the
+    upstream's from now on, and is polled at ``poll_at`` if nothing else comes."""
+    return db.execute(
+        """UPDATE jobs SET upstream_task_id = ?,
+               status = CASE WHEN status = 'accepted' THEN 'submitted' ELSE status END,
+               submit_state = NULL, next_attempt_at = CASE WHEN status = 'accepted'
+                                                      THEN ? ELSE next_attempt_at END
+           WHERE id = ? AND upstream_task_id IS NULL""",
+        [task_id, poll_at, job_id],
+    ).rowcount
 
 
 def _insert_event(

@@ -43,6 +43,24 @@ def test_ambiguous_job_is_resent_only_when_forced(sim, tmp_path, service_factory
     assert sim.stats()["tasks_created"] == 2
 
 
+def test_operator_attaches_the_task_of_an_ambiguous_job(sim, tmp_path, service_factory):
+    sim.configure(create_slow_rate=1.0, create_slow_seconds=2.0, drop_rate=1.0)
+    service = service_factory(base_config(sim.url, tmp_path, upstream={"timeout": "500ms"}))
+    job_id = service.submit().json()["id"]
+    (task,) = wait_until(lambda: [t for t in sim.tasks() if t["status"] == "completed"])
+    env = {**os.environ, "TASKHOOK_API_KEY": API_KEY}
+    adopt = subprocess.run([sys.executable, "-m", "service.cli", "adopt", job_id, task["id"],
+                            "--url", service.url], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert adopt.returncode == 0, adopt.stderr
+    job = service.wait_job(job_id)
+    assert job["status"] == "completed" and job["upstream_task_id"] == task["id"]
+    assert [e["source"] for e in job["events"]] == ["poll"]
+    again = service.http.post(f"/v1/jobs/{job_id}/adopt", json={"task_id": "other"})
+    assert again.status_code == 409
+    assert sim.stats()["tasks_created"] == 1
+
+
 def test_rate_limited_create_is_retried_after_retry_after(sim, tmp_path, service_factory):
     sim.configure(create_429_rate=1.0)
     service = service_factory(base_config(sim.url, tmp_path))
