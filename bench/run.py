@@ -1,0 +1,1927 @@
+"""taskhook's benchmark suite: one command, everything on 127.0.0.1, a Markdown table.
+
+    python -m bench.run                 # the full run (6 to 9 minutes; 10 s per load run)
+    python -m bench.run --quick         # a smoke check (3 s per load run, smaller sets)
+    python -m bench.run --skip-memory   # without the 1 GiB S3 mirror
+    python -m bench.run --help          # every option
+
+Run it from the repository root with the project's virtual environment active. It needs
+wrk (Debian/Ubuntu: ``apt-get install -y wrk``) and, for the profile, py-spy
+(``pip install py-spy``; without it the profile is skipped).
+
+Every figure is reported next to a baseline measured in the same run (this machine is shared
+and noisy): callback ingest against a no-op Litestar endpoint and a no-op raw ASGI app under
+the same load, API latencies against ``/healthz`` on the same server, start-up and idle
+memory against the no-op Litestar app. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/run.py` works as well as `python -m bench.run`
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import msgspec  # noqa: E402
+import yaml  # noqa: E402
+
+LUA = ROOT / "bench" / "hooks.lua"
+SOURCE = ROOT  # the tree whose service/ and handlers/ are measured (--ref exports another)
+API_KEY = "bench-api-key-0123456789"
+SECRET = "bench-secret-0123456789-0123456789-abcdef"
+SIM_KEY = "bench-sim-key"
+MIB = 1024 * 1024
+TICKS = os.sysconf("SC_CLK_TCK")
+TERMINAL = ("completed", "failed", "rejected")
+CALLBACK_BODY = {"status": "completed", "data": {"image_url": "https://cdn.example.com/x.png"}}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TASKHOOK_", "UNIFICALLY_", "SLACK_", "AWS_"))
+    }
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/nonexistent-bench-aws-config",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent-bench-aws-credentials",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(
+            dict.fromkeys(filter(None, [str(SOURCE), str(ROOT), os.environ.get("PYTHONPATH")]))
+        ),
+    )
+    return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of a process, by native thread id."""
+    result = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            result[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return result
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values
+
+
+def reset_peak(pid: int) -> bool:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def busy_cores_counter() -> tuple[float, float]:
+    """(busy ticks of all CPUs, wall time): for the machine's load during a run."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[:8])
+    return (user + nice + system + irq + softirq + steal) / TICKS, time.monotonic()
+
+
+class Proc:
+    """A child process with its log in the work directory; stopped by its own pid only."""
+
+    running: list[Proc] = []
+
+    def __init__(self, name: str, argv: list[str], workdir: Path, url: str | None = None):
+        self.name = name
+        self.argv = argv
+        self.workdir = workdir
+        self.url = url
+        self.log_path = workdir / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, ready_path: str | None = "/readyz", timeout: float = 60.0) -> float:
+        """Starts the process; returns the seconds until ``ready_path`` answered 200."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_path.open("ab")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=self.workdir,
+            env=clean_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C of the bench does not hit it first
+        )
+        log_file.close()
+        Proc.running.append(self)
+        if ready_path is None or self.url is None:
+            return 0.0
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() - started < timeout:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+                try:
+                    if client.get(self.url + ready_path).status_code == 200:
+                        return time.monotonic() - started
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.005)
+        raise RuntimeError(f"{self.name} did not become ready in {timeout}s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self in Proc.running:
+            Proc.running.remove(self)
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for proc in list(cls.running):
+            with contextlib.suppress(Exception):
+                proc.stop(timeout=10)
+
+
+def taskhook_argv(config: Path) -> list[str]:
+    script = Path(sys.executable).with_name("taskhook")
+    if script.exists():
+        return [str(script), "serve", "-c", str(config)]
+    return [sys.executable, "-m", "service.cli", "serve", "-c", str(config)]
+
+
+def helper_argv(kind: str, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bench.servers", kind, "--port", str(port), *extra]
+
+
+def start_helper(name: str, kind: str, workdir: Path, *extra: str, ready: str = "/") -> Proc:
+    port = free_port()
+    proc = Proc(name, helper_argv(kind, port, *extra), workdir, f"http://127.0.0.1:{port}")
+    # any HTTP answer means it listens (the simulator answers 404 on /)
+    proc.start(ready_path=None)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{proc.tail()}")
+        try:
+            httpx.get(proc.url + ready, timeout=2)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{name} did not start:\n{proc.tail()}")
+
+
+def start_sim(workdir: Path, name: str = "simulator", *extra: str) -> Proc:
+    return start_helper(
+        name, "sim", workdir, "--api-key", SIM_KEY, "--seed", "7", *extra, ready="/_sim/stats"
+    )
+
+
+def write_config(
+    directory: Path,
+    port: int,
+    sim_url: str,
+    db: Path,
+    *,
+    verify: str = "fetch",
+    handlers: dict[str, Any] | None = None,
+    rules: list[dict[str, Any]] | None = None,
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "server": {
+            "public_url": f"http://127.0.0.1:{port}",
+            "host": "127.0.0.1",
+            "port": port,
+            "api_keys": [API_KEY],
+            "secret": SECRET,
+        },
+        "storage": {"url": f"sqlite:///{db}"},
+        "upstream": {"base_url": sim_url, "api_key": SIM_KEY, "verify": verify},
+        "security": {"allow_private_networks": True},  # the simulator serves from 127.0.0.1
+        "handlers": handlers or {},
+        "rules": rules or [],
+    }
+    path = directory / "bench-config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def service(name: str, workdir: Path, config: Path, port: int, argv: list[str] | None = None):
+    return Proc(name, argv or taskhook_argv(config), workdir, f"http://127.0.0.1:{port}")
+
+
+# ---- the store, filled directly ----------------------------------------------------------------
+
+
+def create_schema(db: Path) -> None:
+    """Lets the service's own store create (migrate) the schema."""
+    from service.sqlite_store import SQLiteStore
+
+    async def go() -> None:
+        store = SQLiteStore(str(db))
+        await store.open()
+        await store.close()
+
+    asyncio.run(go())
+
+
+def job_rows(jobs: list[Any]) -> tuple[str, list[list[Any]]]:
+    from service.sqlite_store import _JSON_FIELDS  # the store's own JSON columns
+    from service.store import Job
+
+    columns = list(Job.__struct_fields__)
+    json_fields = set(_JSON_FIELDS["jobs"])
+    rows = []
+    for job in jobs:
+        values = msgspec.structs.asdict(job)
+        rows.append(
+            [
+                msgspec.json.encode(values[c])
+                if c in json_fields and values[c] is not None
+                else values[c]
+                for c in columns
+            ]
+        )
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})", rows
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def checkpoint(db: Path) -> None:
+    with contextlib.closing(connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def scalar(db: Path, sql: str, params: tuple = ()) -> Any:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn.execute(sql, params).fetchone()[0]
+
+
+# ---- wrk -------------------------------------------------------------------------------------
+
+
+def check_tools() -> None:
+    if shutil.which("wrk") is None:
+        print(
+            "bench: wrk is not installed. It is the load generator of this benchmark.\n"
+            "  Debian/Ubuntu: sudo apt-get install -y wrk   (check: apt-cache policy wrk)\n"
+            "  macOS: brew install wrk",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+def wrk_version() -> str:
+    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).splitlines()[0].strip()
+
+
+def run_wrk(
+    url: str, requests_file: Path, seconds: int, args: argparse.Namespace, log_path: Path
+) -> dict[str, Any]:
+    argv = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(requests_file),
+        str(args.threads),
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with log_path.open("a") as f:
+        f.write("$ " + " ".join(argv) + "\n" + out.stdout + out.stderr + "\n")
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    result = json.loads(line.removeprefix("WRK_JSON "))
+    result["seconds"] = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / result["seconds"]
+    result["ok"] = sum(n for code, n in result["statuses"].items() if 200 <= int(code) < 300)
+    result["not_ok"] = result["requests"] - result["ok"]
+    errors = result["errors"]
+    result["socket_errors"] = errors["connect"] + errors["read"] + errors["write"]
+    result["timeouts"] = errors["timeout"]
+    result["wrk_cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return result
+
+
+def load_run(
+    server: Proc,
+    requests_file: Path,
+    seconds: int,
+    args: argparse.Namespace,
+    log_path: Path,
+    others: tuple[Proc, ...] = (),
+) -> dict[str, Any]:
+    """One wrk run with the CPU used by the server, the helpers, wrk and everything else."""
+    cpu0 = cpu_seconds(server.pid)
+    threads0 = thread_cpu(server.pid)
+    others0 = sum(cpu_seconds(p.pid) for p in others)
+    busy0, wall0 = busy_cores_counter()
+    result = run_wrk(server.url, requests_file, seconds, args, log_path)
+    busy1, wall1 = busy_cores_counter()
+    cpu1 = cpu_seconds(server.pid)
+    threads1 = thread_cpu(server.pid)
+    others1 = sum(cpu_seconds(p.pid) for p in others)
+    deltas = {t: c - threads0.get(t, 0.0) for t, c in threads1.items()}
+    result["loop_cores"] = deltas.get(server.pid, 0.0) / result["seconds"]
+    result["thread_cores"] = {t: d / result["seconds"] for t, d in deltas.items() if d > 0}
+    result["server_cpu"] = cpu1 - cpu0
+    result["helpers_cpu"] = others1 - others0
+    result["server_cores"] = result["server_cpu"] / result["seconds"]
+    result["cpu_us_per_req"] = result["server_cpu"] / max(1, result["requests"]) * 1e6
+    wall = wall1 - wall0
+    ours = result["server_cpu"] + result["helpers_cpu"] + result["wrk_cpu"]
+    result["background_cores"] = max(0.0, (busy1 - busy0) - ours) / wall
+    return result
+
+
+def request_file(path: Path, entries: list[tuple[str, str]]) -> Path:
+    """One request per line: path, a tab, the JSON body."""
+    with path.open("w") as f:
+        for url_path, task_id in entries:
+            body = msgspec.json.encode({"task_id": task_id, **CALLBACK_BODY}).decode()
+            f.write(f"{url_path}\t{body}\n")
+    return path
+
+
+# ---- scenario: callback ingest -----------------------------------------------------------------
+
+
+class IngestSets:
+    """Jobs stored directly in a template database (status ``submitted``, with a task id
+    the simulator knows), in disjoint sets: warm-up, the measured run, the profiled run."""
+
+    def __init__(self, workdir: Path, args: argparse.Namespace) -> None:
+        from service.security import callback_token, new_job_id
+        from service.store import Job
+
+        self.dir = workdir / "ingest"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.template = self.dir / "template.db"
+        cap = args.max_rate
+        sizes = {
+            "warm": max(2000, cap * args.warmup),
+            "main": max(5000, cap * args.duration),
+            "profile": max(5000, cap * args.profile_seconds),
+        }
+        now = time.time()
+        create_schema(self.template)
+        jobs: list[Any] = []
+        self.files: dict[str, Path] = {}
+        self.sizes = sizes
+        all_tasks: list[str] = []
+        for name, size in sizes.items():
+            entries = []
+            for _ in range(size):
+                job_id = new_job_id(now)
+                task_id = secrets.token_hex(8)
+                jobs.append(
+                    Job(
+                        id=job_id,
+                        model="google/nano-banana",
+                        input={"prompt": "a red fox", "aspect_ratio": "1:1"},
+                        status="submitted",
+                        upstream_task_id=task_id,
+                        created_at=now,
+                        updated_at=now,
+                        next_attempt_at=now + 86400,  # no reconcile polls during the run
+                    )
+                )
+                entries.append((f"/hooks/{job_id}/{callback_token(SECRET, job_id)}", task_id))
+                all_tasks.append(task_id)
+            random.Random(1).shuffle(entries)  # not in insertion order
+            self.files[name] = request_file(self.dir / f"requests-{name}.txt", entries)
+        sql, rows = job_rows(jobs)
+        with contextlib.closing(connect(self.template)) as conn:
+            conn.execute("BEGIN")
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.jobs_file = self.dir / "jobs-main.txt"
+        self.jobs_file.write_text(
+            "".join(f"{job.id}\t{job.upstream_task_id}\n" for job in jobs[sizes["warm"] :][:20000])
+        )
+        self.tasks_file = self.dir / "sim-tasks.txt"
+        self.tasks_file.write_text("\n".join(all_tasks) + "\n")
+        self.total = len(jobs)
+
+    def database(self, name: str) -> Path:
+        target = self.dir / name / "taskhook.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.template, target)
+        return target
+
+
+def callback_rows(db: Path) -> int:
+    return scalar(db, "SELECT count(*) FROM events WHERE source = 'callback'")
+
+
+def settled_count(db: Path, counter: Any, timeout: float = 10.0) -> int:
+    """The count once it stops moving (commits of requests in flight when wrk stopped)."""
+    last = counter(db)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = counter(db)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def ingest_variant(
+    label: str,
+    key: str,
+    sets: IngestSets,
+    args: argparse.Namespace,
+    *,
+    sim: Proc | None,
+    sim_url: str,
+    verify: str,
+    argv: Any = None,
+    profile: bool = False,
+) -> dict[str, Any]:
+    db = sets.database(key)
+    port = free_port()
+    config = write_config(sets.dir / key, port, sim_url, db, verify=verify)
+    proc = service(f"service-{key}", sets.dir / key, config, port, argv(config) if argv else None)
+    proc.start()
+    log_path = sets.dir / key / "wrk.log"
+    others = (sim,) if sim else ()
+    run_wrk(proc.url, sets.files["warm"], args.warmup, args, log_path)
+    time.sleep(1.0)
+    settled_count(db, callback_rows)
+    first = scalar(db, "SELECT COALESCE(MAX(id), 0) FROM events")
+    result: dict[str, Any] = {"label": label}
+    if profile:
+        raw = ROOT / "bench" / f"{key}.raw.txt"
+        spy = start_py_spy(proc.pid, args.profile_seconds, raw)
+        result.update(
+            load_run(proc, sets.files["profile"], args.profile_seconds, args, log_path, others)
+        )
+        finish_py_spy(spy)
+        result["profile"] = raw
+        if args.svg:
+            svg = ROOT / "bench" / f"{key}.svg"
+            spy = start_py_spy(proc.pid, args.profile_seconds, svg, svg=True)
+            run_wrk(proc.url, sets.files["main"], args.profile_seconds, args, log_path)
+            finish_py_spy(spy)
+    else:
+        result.update(load_run(proc, sets.files["main"], args.duration, args, log_path, others))
+        pending_sql = "SELECT count(*) FROM events WHERE processed_at IS NULL"
+        new_rows = f"SELECT count(*) FROM events WHERE source = 'callback' AND id > {first}"
+        result["committed"] = settled_count(db, lambda db: scalar(db, new_rows))
+        end_pending = scalar(db, pending_sql)
+        result["duplicates"] = scalar(db, new_rows + " AND duplicate = 1")
+        # What happened after the answers: the backlog of callbacks not yet verified.
+        pending = scalar(db, pending_sql)
+        time.sleep(args.drain_sample)
+        pending_later = scalar(db, pending_sql)
+        result["backlog_at_end"] = end_pending
+        result["post_ack_rate"] = max(0.0, (pending - pending_later) / args.drain_sample)
+        result["processed_during"] = result["committed"] - end_pending
+    proc.stop()
+    return result
+
+
+def experiments(args: argparse.Namespace, report: dict[str, Any]) -> list[tuple[str, str, list]]:
+    """The experiment rows: the service run by bench/hookpath.py with one thing changed."""
+    from bench.hookpath import service_has_fast_path
+
+    has_fast = service_has_fast_path()
+    report["service_fast_path"] = has_fast
+    other = "litestar" if has_fast else "fast"
+    path_label = (
+        "hooks through the Litestar route (the service's fast path bypassed)"
+        if has_fast
+        else "a raw ASGI fast path for the hook in front of Litestar"
+    )
+    known = {
+        "nodelay": ("experiment: TCP_NODELAY on the listening socket", ["--nodelay"]),
+        "path": (f"experiment: {path_label}", ["--mode", other]),
+        "path+nodelay": (f"experiment: {path_label} + TCP_NODELAY", ["--mode", other, "--nodelay"]),
+        "alone": ("experiment: the hook path alone (verification loop paused)", ["--no-events"]),
+        "alone+nodelay": (
+            "experiment: the hook path alone + TCP_NODELAY",
+            ["--no-events", "--nodelay"],
+        ),
+        "path+alone+nodelay": (
+            f"experiment: {path_label}, alone + TCP_NODELAY",
+            ["--mode", other, "--no-events", "--nodelay"],
+        ),
+        "switch": (
+            "experiment: sys.setswitchinterval(0.0005) (GIL hand-over 10x sooner)",
+            ["--switch-interval", "0.0005"],
+        ),
+        "switch+nodelay": (
+            "experiment: setswitchinterval(0.0005) + TCP_NODELAY",
+            ["--switch-interval", "0.0005", "--nodelay"],
+        ),
+    }
+    chosen = [x for x in args.experiments.split(",") if x] if args.experiments else []
+    return [(f"exp:{k}", *known[k]) for k in chosen]
+
+
+def scenario_ingest(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    log("ingest: storing jobs and writing request files")
+    sets = IngestSets(workdir, args)
+    report["ingest_sets"] = sets.sizes
+    sim = start_sim(sets.dir, "simulator-ingest", "--preload", str(sets.tasks_file))
+    rows: dict[str, dict[str, Any]] = {}
+    for key, kind, label in (
+        ("raw", "raw", "baseline B: no-op raw ASGI app"),
+        ("litestar", "litestar", "baseline A: no-op Litestar JSON endpoint"),
+    ):
+        log(f"ingest: {label}")
+        proc = start_helper(f"baseline-{key}", kind, sets.dir, ready="/readyz")
+        time.sleep(0.5)
+        idle_rss = memory_kib(proc.pid)["VmRSS"]
+        log_path = sets.dir / f"wrk-{key}.log"
+        run_wrk(proc.url, sets.files["warm"], args.warmup, args, log_path)
+        rows[key] = {
+            "label": label,
+            **load_run(proc, sets.files["main"], args.duration, args, log_path),
+        }
+        rows[key]["idle_rss_kib"] = idle_rss
+        proc.stop()
+    specs: list[tuple[str, str, str, Any]] = [
+        ("ingest", "taskhook `POST /hooks/{job_id}/{token}`, verify: fetch", "fetch", None),
+    ]
+    if not args.no_variants:
+        specs.append(("trust", "taskhook, verify: trust (no simulator process)", "trust", None))
+        for key, label, extra in experiments(args, report):
+            specs.append(
+                (
+                    key,
+                    label,
+                    "fetch",
+                    lambda config, extra=extra: [
+                        sys.executable,
+                        "-m",
+                        "bench.hookpath",
+                        "-c",
+                        str(config),
+                        *extra,
+                    ],
+                )
+            )
+    for key, label, verify, argv in specs:
+        log(f"ingest: {label}")
+        rows[key] = ingest_variant(
+            label,
+            key,
+            sets,
+            args,
+            sim=sim if verify == "fetch" else None,
+            sim_url=sim.url,
+            verify=verify,
+            argv=argv,
+        )
+    if args.profile:
+        report["profiles"] = {}
+        wanted = [k for k in args.profile_rows.split(",") if k]
+        for key, label, verify, argv in specs:
+            if key not in wanted:
+                continue
+            log(f"ingest: profiling '{label}' with py-spy for {args.profile_seconds}s")
+            run = ingest_variant(
+                label,
+                "profile-" + key.replace(":", "-").replace("+", "-"),
+                sets,
+                args,
+                sim=sim if verify == "fetch" else None,
+                sim_url=sim.url,
+                verify=verify,
+                argv=argv,
+                profile=True,
+            )
+            report["profiles"][key] = {
+                "label": label,
+                "rps": run["rps"],
+                "summary": summarise_profile(run["profile"]),
+            }
+    sim.stop()
+    report["ingest"] = rows
+    report["_sets"] = sets
+
+
+def scenario_micro(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    sets = report.pop("_sets", None) or IngestSets(workdir, args)
+    report["micro"] = micro_benchmarks(sets, args)
+
+
+def micro(*argv: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.micro", *argv],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.micro {argv[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def micro_benchmarks(sets: IngestSets, args: argparse.Namespace) -> list[dict[str, Any]]:
+    ops = str(8000 if not args.quick else 3000)
+    rows = []
+
+    def store_row(label: str, *extra: str) -> None:
+        db = sets.database("micro")
+        result = micro(*extra, "--db", str(db), "--jobs", str(sets.jobs_file), "--ops", ops)
+        rows.append({"group": "store", "label": label, **result})
+
+    log("micro: the store without HTTP")
+    store_row("`SQLiteStore.record_callback`, 64 at a time (as is)", "store")
+    store_row(
+        "the same, one `call_soon_threadsafe` per group (what-if)", "store", "--batched-settle"
+    )
+    store_row("the same, constant savepoint names (what-if)", "store", "--fixed-savepoints")
+    store_row("`_record_callback` on one thread, groups of 64, no asyncio (as is)", "sql")
+    store_row(
+        "the same statements on plain sqlite3 (cached statements, `RETURNING id`)", "sql", "--plain"
+    )
+    log("micro: the outgoing HTTP client")
+    raw = start_helper("micro-noop", "raw", sets.dir, ready="/readyz")
+    url = f"{raw.url}/v1/tasks/0123456789abcdef"
+    requests = str(3000 if not args.quick else 1000)
+    for label, extra in (
+        ("httpx.AsyncClient as the service configures it, 32 at a time", ["--concurrency", "32"]),
+        ("httpx.AsyncClient, one at a time", ["--concurrency", "1"]),
+        (
+            "httpx.AsyncClient with a pool of 8 connections, 32 at a time (what-if)",
+            ["--concurrency", "32", "--max-connections", "8", "--keepalive", "8"],
+        ),
+        (
+            "minimal asyncio-streams client, 32 at a time (the floor)",
+            ["--concurrency", "32", "--minimal"],
+        ),
+    ):
+        result = micro("client", "--url", url, "--requests", requests, *extra)
+        rows.append({"group": "client", "label": label, **result})
+    raw.stop()
+    return rows
+
+
+# ---- profile -----------------------------------------------------------------------------------
+
+
+def py_spy_path() -> str | None:
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    candidate = Path(sys.executable).with_name("py-spy")
+    return str(candidate) if candidate.exists() else None
+
+
+def start_py_spy(pid: int, seconds: int, output: Path, svg: bool = False) -> subprocess.Popen:
+    exe = py_spy_path()
+    assert exe is not None
+    fmt = ["--format", "flamegraph"] if svg else ["--format", "raw", "--idle"]
+    argv = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        "200",
+        "--threads",
+        "--function",
+        "--full-filenames",
+        *fmt,
+        "--output",
+        str(output),
+    ]
+    spy = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)  # attached before the load starts
+    return spy
+
+
+def finish_py_spy(spy: subprocess.Popen) -> None:
+    out, _ = spy.communicate(timeout=120)
+    if spy.returncode != 0:
+        log(f"py-spy failed: {out[-2000:]}")
+
+
+# Where a sample of the event-loop thread goes: the innermost frame that matches a marker.
+SELF_MARKERS = (
+    ("/selectors.py", "idle: waiting in epoll"),
+    ("/hmac.py", "token HMAC (hmac)"),
+    ("/service/security.py", "token HMAC (hmac)"),
+    ("/prometheus_client/", "metrics (prometheus_client)"),
+    ("/logging/", "logging"),
+    ("/jinja2/", "templates (jinja2)"),
+    ("/service/sqlite_store.py", "store calls from the loop (queue put, futures)"),
+    ("/httpcore/", "outgoing HTTP client (httpx/httpcore/anyio)"),
+    ("/httpx/", "outgoing HTTP client (httpx/httpcore/anyio)"),
+    ("/anyio/", "outgoing HTTP client (httpx/httpcore/anyio)"),
+    ("/h11/", "h11 (HTTP/1.1 parsing and serialising)"),
+    ("/uvicorn/", "uvicorn (protocol, ASGI glue, proxy headers)"),
+    ("/litestar/", "Litestar (routing, parameters, request, response)"),
+    ("/handlers/", "handlers (steps)"),
+    ("/service/engine.py", "engine/worker/upstream logic"),
+    ("/service/worker.py", "engine/worker/upstream logic"),
+    ("/service/upstream.py", "engine/worker/upstream logic"),
+    ("/service/", "other service code (hook handler, API, views)"),
+    ("/bench/hookpath.py", "other service code (hook handler, API, views)"),
+    ("/asyncio/selector_events.py", "socket I/O (asyncio transports: send, recv, accept)"),
+    ("/asyncio/", "asyncio loop machinery (tasks, futures, handles)"),
+)
+
+# What a sample of the event-loop thread is working on: the outermost matching function.
+WORK_MARKERS = (
+    ("Engine.process_event", "verifying stored callbacks (events loop: GET upstream, finish)"),
+    ("Engine.run_step", "running steps (handlers)"),
+    ("Engine.submit", "submitting jobs upstream"),
+    ("Engine.reconcile", "reconcile polls"),
+    ("create_job", "POST /v1/jobs"),
+    ("receive_callback", "inside the hook handler (token, JSON, store call, answer)"),
+    ("ingest", "inside the hook handler (token, JSON, store call, answer)"),
+    ("FastHooks._hook", "inside the hook handler (token, JSON, store call, answer)"),
+    ("H11Protocol.", "HTTP requests outside the handlers (uvicorn, h11, framework)"),
+    ("RequestResponseCycle.", "HTTP requests outside the handlers (uvicorn, h11, framework)"),
+    ("_settle", "store results handed to the loop (_settle)"),
+    ("Workers.", "worker loops (claiming work from the store)"),
+)
+
+SQLITE_SELF = (
+    ("queue.py", "idle: waiting for operations (queue.get)"),
+    ("_Worker._run", "idle: waiting for operations (queue.get)"),
+    ("call_soon_threadsafe", "handing results to the loop (call_soon_threadsafe)"),
+    ("_write_to_self", "handing results to the loop (call_soon_threadsafe)"),
+)
+
+
+def classify_loop_self(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for marker, name in SELF_MARKERS:
+            if marker in frame:
+                return name
+    return "other"
+
+
+def classify_loop_work(frames: list[str]) -> str:
+    if "/selectors.py" in frames[-1]:
+        return "idle: waiting in epoll"
+    funcs = [frame.partition(" (")[0] for frame in frames]
+    for marker, name in WORK_MARKERS:  # in the order of WORK_MARKERS: the most specific first
+        if any(f == marker or (marker.endswith(".") and f.startswith(marker)) for f in funcs):
+            return name
+    return "other loop work"
+
+
+def classify_sqlite(frames: list[str]) -> str:
+    funcs = [f.partition(" (")[0] for f in frames]
+    for marker, name in SQLITE_SELF:
+        if marker in frames[-1] or marker == funcs[-1]:
+            return name
+    if "_attempt" in funcs:
+        after = frames[funcs.index("_attempt") + 1 :]
+        op = next((f.partition(" (")[0] for f in after if "/service/sqlite_store.py" in f), None)
+        if op is None:
+            return "SAVEPOINT / RELEASE around each operation (sqlite_utils atomic)"
+        if op in ("_record_callback", "_insert_event"):
+            return "record_callback: SELECT job, duplicate check, INSERT event"
+        return "other operations (verification reads and writes, claims, ...)"
+    if "_Worker._commit" in funcs:
+        return "BEGIN / COMMIT of each group (the COMMIT includes the fsync)"
+    return "other"
+
+
+def summarise_profile(path: Path) -> dict[str, Any]:
+    """Shares of samples (idle included) by thread: where the time goes (innermost known
+    frame), what the loop is working on (outermost known function), top functions."""
+    stacks: dict[str, list[tuple[list[str], int]]] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = stack.split(";")
+        thread = frames[0].partition(": ")[2] if frames[0].startswith("thread (") else "?"
+        name = thread if thread in ("MainThread", "taskhook-sqlite") else "other threads"
+        stacks.setdefault(name, []).append((frames[1:] or frames, int(count)))
+    summary: dict[str, Any] = {"threads": {}}
+    for name, items in stacks.items():
+        total = sum(n for _, n in items)
+        where: Counter = Counter()
+        work: Counter = Counter()
+        leaf: Counter = Counter()
+        for frames, n in items:
+            if name == "MainThread":
+                where[classify_loop_self(frames)] += n
+                work[classify_loop_work(frames)] += n
+            elif name == "taskhook-sqlite":
+                where[classify_sqlite(frames)] += n
+            leaf[short(frames[-1])] += n
+        summary["threads"][name] = {
+            "samples": total,
+            "where": [(c, n / total) for c, n in where.most_common()],
+            "work": [(c, n / total) for c, n in work.most_common()],
+            "self": [(f, n / total) for f, n in leaf.most_common(15)],
+        }
+    return summary
+
+
+def short(frame: str) -> str:
+    """``func (/long/path/site-packages/pkg/mod.py:12)`` -> ``func (pkg/mod.py)``."""
+    func, _, where = frame.partition(" (")
+    file = where.rstrip(")").rsplit(":", 1)[0]
+    if "site-packages/" in file:
+        file = file.split("site-packages/", 1)[1]
+    elif "/lib/python3" in file:
+        file = file.split("/lib/python3", 1)[1].partition("/")[2]
+    else:
+        for top in ("/service/", "/handlers/", "/bench/"):
+            if top in file:
+                file = top.strip("/") + "/" + file.rsplit(top, 1)[1]
+                break
+    return f"{func} ({file})"
+
+
+# ---- scenario: end to end ---------------------------------------------------------------------
+
+
+async def submit_jobs(url: str, count: int, concurrency: int) -> tuple[list[str], float, int]:
+    ids: list[str] = []
+    failures = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as c:
+
+        async def worker() -> None:
+            nonlocal failures
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = {
+                    "model": "google/nano-banana",
+                    "input": {"prompt": f"bench fox {i}", "aspect_ratio": "1:1"},
+                    "tags": ["bench"],
+                    "metadata": {"n": i},
+                }
+                response = await c.post("/v1/jobs", json=body)
+                if response.status_code in (201, 202):
+                    ids.append(response.json()["id"])
+                else:
+                    failures += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return ids, time.monotonic() - started, failures
+
+
+def e2e_progress(db: Path) -> tuple[int, int, int, int]:
+    """(jobs ended, steps not settled, steps succeeded, steps dead)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        ended = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed', 'rejected')"
+        ).fetchone()[0]
+        steps = dict(conn.execute("SELECT status, count(*) FROM steps GROUP BY status").fetchall())
+    unsettled = sum(n for s, n in steps.items() if s not in ("succeeded", "dead"))
+    return ended, unsettled, steps.get("succeeded", 0), steps.get("dead", 0)
+
+
+def scenario_e2e(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    d = workdir / "e2e"
+    sim = start_sim(d, "simulator-e2e", "--pending-seconds", "0.01", "--processing-seconds", "0.05")
+    capture = start_helper("capture", "raw", d)
+    port = free_port()
+    db = d / "taskhook.db"
+    handlers = {
+        "mirror": {"type": "local", "directory": str(d / "files")},
+        "forward": {"type": "webhook", "url": f"{capture.url}/webhook"},
+    }
+    rules = [
+        {
+            "name": "mirror-and-forward",
+            "match": {"status": "completed"},
+            "handlers": ["mirror", "forward"],
+        }
+    ]
+    config = write_config(d, port, sim.url, db, handlers=handlers, rules=rules)
+    proc = service("service-e2e", d, config, port)
+    proc.start()
+    warm = 20
+    log(f"e2e: warming up with {warm} jobs")
+    asyncio.run(submit_jobs(proc.url, warm, 8))
+    wait_settled(db, warm, 2 * warm, 60)
+    n = args.e2e_jobs
+    log(f"e2e: {n} jobs, {args.e2e_concurrency} concurrent submissions")
+    cpu0 = cpu_seconds(proc.pid)
+    sim_cpu0 = cpu_seconds(sim.pid)
+    busy0, wall0 = busy_cores_counter()
+    started = time.monotonic()
+    ids, submit_seconds, failures = asyncio.run(submit_jobs(proc.url, n, args.e2e_concurrency))
+    done = wait_settled(db, warm + n, 2 * (warm + n), args.e2e_timeout)
+    wall = time.monotonic() - started
+    cpu = cpu_seconds(proc.pid) - cpu0
+    busy1, wall1 = busy_cores_counter()
+    sim_cpu = cpu_seconds(sim.pid) - sim_cpu0
+    ended, unsettled, succeeded, dead = e2e_progress(db)
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+    files = sum(1 for p in (d / "files").rglob("*") if p.is_file())
+    posts = scalar(
+        db, "SELECT count(*) FROM steps WHERE handler = 'forward' AND status = 'succeeded'"
+    )
+    rss = memory_kib(proc.pid)
+    if args.profile:
+        m = min(n, 300)
+        log(f"e2e: profiling {m} more jobs with py-spy (a separate batch)")
+        raw = ROOT / "bench" / "profile-e2e.raw.txt"
+        spy = start_py_spy(proc.pid, 900, raw)
+        asyncio.run(submit_jobs(proc.url, m, args.e2e_concurrency))
+        wait_settled(db, warm + n + m, 2 * (warm + n + m), args.e2e_timeout)
+        spy.send_signal(signal.SIGINT)
+        finish_py_spy(spy)
+        if raw.exists():
+            report["profile_e2e"] = summarise_profile(raw)
+    proc.stop()
+    checkpoint(db)
+    jobs_total = scalar(db, "SELECT count(*) FROM jobs")
+    report["e2e"] = {
+        "jobs": n,
+        "accepted": len(ids),
+        "submit_failures": failures,
+        "submit_seconds": submit_seconds,
+        "wall": wall,
+        "jobs_per_s": n / wall,
+        "cpu": cpu,
+        "cpu_ms_per_job": cpu / n * 1000,
+        "sim_cpu": sim_cpu,
+        "background_cores": max(0.0, (busy1 - busy0) - cpu - sim_cpu) / (wall1 - wall0),
+        "all_settled": done,
+        "ended": ended - warm,
+        "statuses": statuses,
+        "unsettled": unsettled,
+        "steps_succeeded": succeeded,
+        "steps_dead": dead,
+        "files": files,
+        "posts": posts,
+        "rss_kib_after": rss["VmRSS"],
+        "db_bytes": db.stat().st_size,
+        "db_jobs": jobs_total,
+        "db_events": scalar(db, "SELECT count(*) FROM events"),
+        "db_steps": scalar(db, "SELECT count(*) FROM steps"),
+    }
+    capture.stop()
+    sim.stop()
+
+
+def wait_settled(db: Path, jobs: int, steps: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ended, unsettled, succeeded, dead = e2e_progress(db)
+        if ended >= jobs and unsettled == 0 and succeeded + dead >= steps:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# ---- scenario: memory -------------------------------------------------------------------------
+
+
+def scenario_memory(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    import boto3
+
+    d = workdir / "memory"
+    moto = start_helper("moto", "moto", d, ready="/moto-api/")
+    sim = start_sim(
+        d, "simulator-memory", "--pending-seconds", "0.01", "--processing-seconds", "0.05"
+    )
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIABENCH0000000000",
+        aws_secret_access_key="bench",
+    )
+    s3.create_bucket(Bucket="bench-media")
+    port = free_port()
+    db = d / "taskhook.db"
+    handlers = {
+        "archive": {
+            "type": "s3",
+            "bucket": "bench-media",
+            "endpoint_url": moto.url,
+            "region": "us-east-1",
+            "access_key_id": "AKIABENCH0000000000",
+            "secret_access_key": "bench",
+        }
+    }
+    rules = [{"name": "archive", "match": {"status": "completed"}, "handlers": ["archive"]}]
+    config = write_config(d, port, sim.url, db, handlers=handlers, rules=rules)
+    proc = service("service-memory", d, config, port)
+    proc.start()
+    time.sleep(2.0)
+    idle = memory_kib(proc.pid)
+    client = httpx.Client(
+        base_url=proc.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+    )
+    video = {"model": "google/veo-3.1-fast", "input": {"prompt": "a red fox"}}
+    warm = client.post("/v1/jobs", json=video).json()["id"]  # boto3, pools, imports
+    wait_job(client, warm, 120)
+    before = memory_kib(proc.pid)
+    exact = reset_peak(proc.pid)
+    size = args.memory_bytes
+    httpx.put(f"{sim.url}/_sim/settings", json={"output_bytes": size}).raise_for_status()
+    log(f"memory: mirroring one {size / MIB:.0f} MiB output to moto's S3")
+    started = time.monotonic()
+    cpu0 = cpu_seconds(proc.pid)
+    job_id = client.post("/v1/jobs", json=video).json()["id"]
+    job = wait_job(client, job_id, args.memory_timeout)
+    seconds = time.monotonic() - started
+    cpu = cpu_seconds(proc.pid) - cpu0
+    after = memory_kib(proc.pid)
+    run = next((r for r in job.get("runs", []) if r["handler"] == "archive"), {})
+    stored = None
+    with contextlib.suppress(Exception):
+        key = run["result"]["keys"][0]
+        stored = s3.head_object(Bucket="bench-media", Key=key)["ContentLength"]
+    client.close()
+    proc.stop()
+    report["memory"] = {
+        "idle_rss_kib": idle["VmRSS"],
+        "before_rss_kib": before["VmRSS"],
+        "before_hwm_kib": before["VmHWM"],
+        "after_hwm_kib": after["VmHWM"],
+        "after_rss_kib": after["VmRSS"],
+        "peak_reset": exact,
+        "growth_mib": (after["VmHWM"] - before["VmRSS"]) / 1024,
+        "size": size,
+        "stored": stored,
+        "step": run.get("status"),
+        "error": run.get("last_error"),
+        "seconds": seconds,
+        "cpu": cpu,
+    }
+    sim.stop()
+    moto.stop()
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        settled = all(r["status"] in ("succeeded", "dead") for r in job.get("runs", []))
+        if job["status"] in TERMINAL and job.get("runs") and settled:
+            return job
+        if time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+# ---- scenario: store scale --------------------------------------------------------------------
+
+MODELS = (
+    "google/nano-banana",
+    "black-forest-labs/flux-1.1-pro",
+    "google/veo-3.1-fast",
+    "kuaishou/kling-2.6-video",
+    "suno-ai/suno-v5",
+)
+
+
+def fill_store(db: Path, count: int) -> dict[str, int]:
+    """``count`` jobs shaped like real ones (inputs, tags, outputs), with one callback event
+    and two settled steps per finished job, through the service's schema."""
+    from service.security import new_job_id
+    from service.store import Job
+
+    create_schema(db)
+    rng = random.Random(42)
+    start = time.time() - count * 0.5
+    jobs: list[Any] = []
+    events: list[tuple] = []
+    steps: list[tuple] = []
+    statuses = Counter()
+    for i in range(count):
+        created = start + i * 0.5
+        job_id = new_job_id(created)
+        model = MODELS[i % len(MODELS)]
+        roll = rng.random()
+        status = "completed" if roll < 0.90 else "failed" if roll < 0.95 else "submitted"
+        statuses[status] += 1
+        tags = [f"batch-{i % 10}"]
+        if i % 10 == 0:
+            tags.append("animate")
+        if i % 1000 == 0:
+            tags.append("rare")
+        task_id = secrets.token_hex(8)
+        url = f"https://cdn.example.com/files/{task_id}/output.png"
+        done = status != "submitted"
+        jobs.append(
+            Job(
+                id=job_id,
+                model=model,
+                input={
+                    "prompt": f"a red fox number {i} in the snow, cinematic",
+                    "aspect_ratio": "16:9",
+                },
+                tags=tags,
+                metadata={"customer": f"c{i % 97}", "n": i},
+                status=status,
+                upstream_task_id=task_id,
+                created_at=created,
+                updated_at=created + 30,
+                finished_at=created + 30 if done else None,
+                output={"image_url": url} if status == "completed" else None,
+                outputs=[
+                    {
+                        "url": url,
+                        "field": "image_url",
+                        "index": 0,
+                        "kind": "image",
+                        "filename": "output.png",
+                    }
+                ]
+                if status == "completed"
+                else [],
+                error="Generation failed: content policy" if status == "failed" else None,
+                request_hash=secrets.token_hex(32),
+                next_attempt_at=created + 86400 if not done else None,
+            )
+        )
+        if done:
+            payload = msgspec.json.encode(
+                {"task_id": task_id, "status": status, "data": {"image_url": url}}
+            )
+            events.append(
+                (
+                    job_id,
+                    "callback",
+                    task_id,
+                    status,
+                    payload,
+                    created + 29,
+                    0,
+                    1,
+                    created + 30,
+                    created + 29,
+                )
+            )
+        if status == "completed":
+            for position, handler in enumerate(("mirror", "forward")):
+                result = msgspec.json.encode(
+                    {"status_code": 200, "webhook_id": "msg_x"}
+                    if handler == "forward"
+                    else {
+                        "urls": [f"file:///srv/{job_id}/output.png"],
+                        "sizes": [2048],
+                        "sha256": ["0" * 64],
+                    }
+                )
+                steps.append(
+                    (
+                        job_id,
+                        "mirror-and-forward",
+                        position,
+                        handler,
+                        "succeeded",
+                        1,
+                        result,
+                        created + 31,
+                        created + 30,
+                        created + 31,
+                        created + 30,
+                    )
+                )
+    sql, rows = job_rows(jobs)
+    with contextlib.closing(connect(db)) as conn:
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows)
+        conn.executemany(
+            "INSERT INTO events (job_id, source, task_id, status, payload, received_at, duplicate,"
+            " verified, processed_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            events,
+        )
+        conn.executemany(
+            "INSERT INTO steps (job_id, rule, position, handler, status, attempts, result,"
+            " next_run_at, created_at, updated_at, first_attempt_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            steps,
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return dict(statuses)
+
+
+def timed_gets(client: httpx.Client, paths: list[str]) -> dict[str, float]:
+    samples = []
+    codes = Counter()
+    for path in paths:
+        t = time.perf_counter()
+        response = client.get(path)
+        samples.append((time.perf_counter() - t) * 1000)
+        codes[response.status_code] += 1
+    samples.sort()
+    return {
+        "p50": percentile(samples, 50),
+        "p99": percentile(samples, 99),
+        "n": len(samples),
+        "ok": codes[200],
+    }
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def scenario_store(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    d = workdir / "store"
+    d.mkdir(parents=True, exist_ok=True)
+    db = d / "taskhook.db"
+    n = args.store_jobs
+    log(f"store: filling {n} jobs")
+    started = time.monotonic()
+    statuses = fill_store(db, n)
+    fill_seconds = time.monotonic() - started
+    ids = [r[0] for r in sqlite3.connect(db).execute("SELECT id FROM jobs").fetchall()]
+    rng = random.Random(3)
+    m = args.store_requests
+    sample = [rng.choice(ids) for _ in range(m)]
+    queries = {
+        "GET /healthz (baseline)": ["/healthz"] * m,
+        "GET /v1/jobs/{id}": [f"/v1/jobs/{job_id}" for job_id in sample],
+        "GET /v1/jobs?limit=50": ["/v1/jobs?limit=50"] * m,
+        "GET /v1/jobs?status=completed&limit=50": ["/v1/jobs?status=completed&limit=50"] * m,
+        "GET /v1/jobs?status=submitted&limit=50 (5% of jobs)": [
+            "/v1/jobs?status=submitted&limit=50"
+        ]
+        * m,
+        "GET /v1/jobs?tag=animate&limit=50 (10% of jobs)": ["/v1/jobs?tag=animate&limit=50"] * m,
+        "GET /v1/jobs?tag=rare&limit=50 (0.1% of jobs)": ["/v1/jobs?tag=rare&limit=50"]
+        * max(20, m // 10),
+    }
+    passes = {
+        # the service as it is: Nagle's algorithm adds ~40 ms to sequential requests, so
+        # fewer of them
+        "as is": (None, max(20, m // 5)),
+        "TCP_NODELAY": (["--nodelay"], m),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    ready = None
+    for name, (extra, count) in passes.items():
+        port = free_port()
+        config = write_config(d / name.replace(" ", "-"), port, "http://127.0.0.1:9", db)
+        argv = (
+            [sys.executable, "-m", "bench.hookpath", "-c", str(config), *extra] if extra else None
+        )
+        proc = service(f"service-store-{name.replace(' ', '-')}", d, config, port, argv)
+        started = proc.start()
+        ready = ready or started
+        client = httpx.Client(
+            base_url=proc.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+        )
+        timed_gets(client, ["/healthz"] * 10 + [f"/v1/jobs/{ids[0]}"] * 10)  # warm-up
+        for query, paths in queries.items():
+            log(f"store ({name}): {query}")
+            results.setdefault(query, {})[name] = timed_gets(client, paths[:count])
+        client.close()
+        proc.stop()
+    checkpoint(db)
+    size = db.stat().st_size
+    report["store"] = {
+        "jobs": n,
+        "statuses": statuses,
+        "fill_seconds": fill_seconds,
+        "ready_seconds": ready,
+        "queries": results,
+        "passes": list(passes),
+        "db_bytes": size,
+        "bytes_per_1000": size / n * 1000,
+        "events": scalar(db, "SELECT count(*) FROM events"),
+        "steps": scalar(db, "SELECT count(*) FROM steps"),
+    }
+
+
+# ---- scenario: start-up ---------------------------------------------------------------------
+
+
+def scenario_startup(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    d = workdir / "startup"
+    results: dict[str, list[float]] = {"noop": [], "empty": [], "store": []}
+    store_db = workdir / "store" / "taskhook.db"
+    for i in range(args.startup_runs):
+        port = free_port()
+        noop = Proc(
+            f"startup-noop-{i}", helper_argv("litestar", port), d, f"http://127.0.0.1:{port}"
+        )
+        results["noop"].append(noop.start())
+        noop.stop()
+        port = free_port()
+        config = write_config(d / "empty", port, "http://127.0.0.1:9", d / "empty" / "taskhook.db")
+        proc = service(f"startup-empty-{i}", d, config, port)
+        results["empty"].append(proc.start())
+        proc.stop()
+        if store_db.exists():
+            port = free_port()
+            config = write_config(d / "store", port, "http://127.0.0.1:9", store_db)
+            proc = service(f"startup-store-{i}", d, config, port)
+            results["store"].append(proc.start())
+            proc.stop()
+    report["startup"] = {k: v for k, v in results.items() if v}
+
+
+# ---- the report -------------------------------------------------------------------------------
+
+
+def export_ref(ref: str, target: Path) -> None:
+    """Measures the service/ and handlers/ of a commit (``git archive``, nothing checked out)."""
+    global SOURCE
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "service", "handlers"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    SOURCE = target
+    sys.path.insert(0, str(target))
+    log(f"measuring {ref}: service/ and handlers/ exported to {target}")
+
+
+def machine(workdir: Path, ref: str | None) -> dict[str, str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / 1024 / 1024:.1f} GiB"
+    import importlib.metadata
+
+    import uvicorn
+
+    def has(module: str) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec(module) is not None
+
+    loop = "uvloop" if has("uvloop") else "asyncio (uvloop not installed)"
+    http = "httptools" if has("httptools") else "h11 (httptools not installed)"
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", ref or "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = (
+        ""
+        if ref
+        else subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "service", "handlers"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    )
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "litestar": importlib.metadata.version("litestar"),
+        "httpx": importlib.metadata.version("httpx")
+        + ", httpcore "
+        + importlib.metadata.version("httpcore"),
+        "uvicorn": f"{uvicorn.__version__}, loop {loop}, http {http}",
+        "wrk": " ".join(wrk_version().split()[:2]),
+        "commit": commit
+        + (" (service/ or handlers/ modified in the working tree)" if dirty else ""),
+        "fsync": f"{fsync_latency_ms(workdir):.2f} ms",
+        "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+
+
+def fsync_latency_ms(directory: Path, n: int = 50) -> float:
+    with tempfile.NamedTemporaryFile(dir=directory) as f:
+        samples = []
+        for _ in range(n):
+            f.write(b"x" * 4096)
+            f.flush()
+            t = time.perf_counter()
+            os.fsync(f.fileno())
+            samples.append((time.perf_counter() - t) * 1000)
+    return statistics.median(samples)
+
+
+def ms(us: float) -> str:
+    return f"{us / 1000:.1f}"
+
+
+def mark(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def render(report: dict[str, Any], args: argparse.Namespace) -> str:  # noqa: C901
+    out: list[str] = []
+    w = out.append
+    m = report["machine"]
+    w(f"## Results {report['date']}\n")
+    w(
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}, Litestar {m['litestar']}, uvicorn {m['uvicorn']}, "
+        f"httpx {m['httpx']}, {m['wrk']}; "
+        f"fsync of 4 KiB: {m['fsync']} (median); load average at start: {m['load']}; "
+        f"commit {m['commit']}.\n"
+    )
+    w(f"Command: `{report['command']}`\n")
+    ing = report.get("ingest")
+    if ing:
+        sizes = report["ingest_sets"]
+        fast = report.get("service_fast_path")
+        w("### Callback ingest\n")
+        w(
+            f"wrk, {args.connections} connections, {args.threads} thread(s), {args.duration} s per "
+            f"run after a {args.warmup} s warm-up, every request a unique path and body "
+            f"(`bench/hooks.lua`); one uvicorn worker per server; the rows ran one after another. "
+            f"taskhook: `POST /hooks/{{job_id}}/{{token}}` for {sizes['main']:,} distinct stored "
+            f'jobs (`submitted`), body `{{"task_id", "status": "completed", "data"}}`, '
+            f"each a durable group commit (WAL, `synchronous=FULL`); the service under test "
+            f"{'has' if fast else 'has no'} raw ASGI fast path of its own for the hook route. "
+            f"Server CPU is the server process's utime+stime over the run (all threads), "
+            f'"loop" the event-loop thread\'s alone; "background" is CPU used by processes '
+            f"outside the benchmark during the run (other test suites on this machine).\n"
+        )
+        w(
+            "| server | req/s | / Litestar no-op | / raw ASGI | p50 ms | p99 ms | max ms "
+            "| server CPU cores (loop) | CPU µs/req | non-2xx / errors | background cores |"
+        )
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        base_a, base_b = ing["litestar"], ing["raw"]
+        for key, r in ing.items():
+            if key == "profiled":
+                continue
+            lat = r["latency_us"]
+            w(
+                f"| {r['label']} | {r['rps']:,.0f} | {r['rps'] / base_a['rps']:.2f}x | "
+                f"{r['rps'] / base_b['rps']:.2f}x | {ms(lat['p50'])} | {ms(lat['p99'])} | "
+                f"{ms(lat['max'])} | {r['server_cores']:.2f} ({r['loop_cores']:.2f}) | "
+                f"{r['cpu_us_per_req']:,.0f} | {r['not_ok']} / "
+                f"{r['socket_errors'] + r['timeouts']} | {r['background_cores']:.2f} |"
+            )
+        hook = ing["ingest"]
+        ra = hook["rps"] / base_a["rps"]
+        rb = hook["rps"] / base_b["rps"]
+        p99 = hook["latency_us"]["p99"] / 1000
+        extra = hook["committed"] - hook["ok"]
+        lossless = 0 <= extra <= args.connections
+        w("")
+        w("| target (the service as it is, verify: fetch) | measured | |")
+        w("|---|---|---|")
+        w(
+            f"| ingest ≥ 1.0x the no-op Litestar endpoint | {ra:.2f}x "
+            f"({hook['rps']:,.0f} / {base_a['rps']:,.0f} req/s) | {mark(ra >= 1.0)} |"
+        )
+        w(
+            f"| stretch: ingest ≥ 0.5x the raw ASGI app | {rb:.2f}x "
+            f"({hook['rps']:,.0f} / {base_b['rps']:,.0f} req/s) | {mark(rb >= 0.5)} |"
+        )
+        w(f"| p99 < 50 ms at {args.connections} connections | {p99:.1f} ms | {mark(p99 < 50)} |")
+        w(
+            f"| every acknowledged callback committed | {hook['ok']:,} 2xx answers, "
+            f"{hook['committed']:,} callback rows stored "
+            f"({extra:+d}: requests committed while wrk was closing its "
+            f"{args.connections} connections) | {mark(lossless)} |"
+        )
+        w("")
+        w(
+            f"After the answers (verify: fetch): {hook['processed_during']:,} of the "
+            f"{hook['committed']:,} callbacks were verified during the run and "
+            f"{hook['backlog_at_end']:,} were waiting when it ended; without load they were "
+            f"verified at {hook['post_ack_rate']:,.0f}/s (the simulator used "
+            f"{hook['helpers_cpu']:.1f} CPU s answering verification GETs during the run). "
+            f"Duplicates among the measured callbacks: {hook['duplicates']}.\n"
+        )
+    e = report.get("e2e")
+    if e:
+        base = ing["litestar"]["cpu_us_per_req"] if ing else None
+        w("### End to end\n")
+        w(
+            f"{e['jobs']} jobs (`google/nano-banana`) submitted over HTTP, "
+            f"{args.e2e_concurrency} at a time, through the simulator (pending 0.01 s, "
+            f"processing 0.05 s), `verify: fetch`, each completed job's output copied by a "
+            f"`local` step and forwarded by a `webhook` step to a no-op endpoint. Wall time from "
+            f"the first submission until every job ended and every step settled (read from the "
+            f"database, not the API, so the measurement costs the service nothing).\n"
+        )
+        w("| measure | value | target | |")
+        w("|---|---|---|---|")
+        w(
+            f"| jobs ended, steps settled | {e['ended']} / {e['jobs']} ended "
+            f"; with the 20 warm-up jobs: {e['statuses']}, {e['steps_succeeded']} steps "
+            f"succeeded, {e['steps_dead']} dead, {e['unsettled']} unsettled; {e['files']} files "
+            f"copied, {e['posts']} posts forwarded | no job left "
+            f"behind | {mark(e['all_settled'] and e['ended'] == e['jobs'])} |"
+        )
+        w(f"| wall time | {e['wall']:.1f} s (submissions took {e['submit_seconds']:.1f} s) | | |")
+        w(f"| jobs/s | {e['jobs_per_s']:.0f} | | |")
+        cpu_line = f"{e['cpu_ms_per_job']:.2f} ms"
+        if base:
+            cpu_line += (
+                f" (= {e['cpu_ms_per_job'] * 1000 / base:.1f} no-op Litestar requests of this run)"
+            )
+        w(f"| service CPU per job | {cpu_line} | ≤ 3 ms | {mark(e['cpu_ms_per_job'] <= 3)} |")
+        w(f"| simulator CPU per job (not counted) | {e['sim_cpu'] / e['jobs'] * 1000:.2f} ms | | |")
+        w(f"| background load during the run | {e['background_cores']:.2f} cores | | |")
+        w(
+            f"| database size per 1,000 real jobs | "
+            f"{e['db_bytes'] / e['db_jobs'] * 1000 / MIB:.2f} "
+            f"MiB ({e['db_jobs']} jobs, {e['db_events']} events, {e['db_steps']} steps, after "
+            f"checkpoint) | | |"
+        )
+        w("")
+    mem = report.get("memory")
+    if mem:
+        base = ing["litestar"].get("idle_rss_kib") if ing else None
+        w("### Memory\n")
+        idle = f"{mem['idle_rss_kib'] / 1024:.1f} MiB"
+        if base:
+            idle += (
+                f" (no-op Litestar app: {base / 1024:.1f} MiB, ratio "
+                f"{mem['idle_rss_kib'] / base:.2f}x)"
+            )
+        w("| measure | value | target | |")
+        w("|---|---|---|---|")
+        w(f"| idle RSS of the service | {idle} | reported | |")
+        ok = mem["step"] == "succeeded" and mem["stored"] == mem["size"]
+        w(
+            f"| mirror one {mem['size'] / MIB:,.0f} MiB output to moto's S3 (`s3` handler) | "
+            f"step {mem['step']}, object of {mem['stored']} bytes, {mem['seconds']:.1f} s "
+            f"({mem['size'] / MIB / mem['seconds']:.0f} MiB/s), service CPU {mem['cpu']:.1f} s "
+            f"| succeeds | {mark(ok)} |"
+        )
+        w(
+            f"| peak RSS growth (VmHWM after - VmRSS before; peak reset: {mem['peak_reset']}) | "
+            f"{mem['growth_mib']:.1f} MiB (RSS before {mem['before_rss_kib'] / 1024:.1f} MiB, "
+            f"peak {mem['after_hwm_kib'] / 1024:.1f} MiB) | < 64 MiB | "
+            f"{mark(mem['growth_mib'] < 64)} |"
+        )
+        w("")
+    st = report.get("store")
+    if st:
+        w("### Store at scale\n")
+        w(
+            f"{st['jobs']:,} jobs stored ({st['statuses']}; each finished job with its callback "
+            f"event, each completed one with two settled steps), filled with `executemany` into "
+            f"the schema the service created. Sequential requests from one keep-alive httpx "
+            f'client; the baseline is `/healthz` on the same server. "as is": `taskhook serve`; '
+            f'"TCP_NODELAY": the same service with TCP_NODELAY on its listening socket '
+            f"(bench/hookpath.py), which shows the cost of the queries without the ~40 ms that "
+            f"Nagle's algorithm adds to every sequential request of the service as it is.\n"
+        )
+        passes = st["passes"]
+        w(
+            "| request | "
+            + " | ".join(f"{p}: n, p50 ms, p99 ms, p50 / healthz" for p in passes)
+            + " |"
+        )
+        w("|---|" + "---|" * len(passes))
+        for name, by_pass in st["queries"].items():
+            cells = []
+            for p in passes:
+                q = by_pass[p]
+                base = st["queries"]["GET /healthz (baseline)"][p]["p50"]
+                cells.append(
+                    f"{q['n']}, **{q['p50']:.2f}**, {q['p99']:.2f}, {q['p50'] / base:.1f}x"
+                )
+            w(f"| `{name}` | " + " | ".join(cells) + " |")
+        w("")
+        w(
+            f"Database: {st['db_bytes'] / MIB:.1f} MiB for {st['jobs']:,} jobs, "
+            f"{st['events']:,} events, {st['steps']:,} steps (after a checkpoint): "
+            f"**{st['bytes_per_1000'] / MIB:.2f} MiB per 1,000 jobs**.\n"
+        )
+    su = report.get("startup")
+    if su:
+        w("### Start-up\n")
+        w(
+            f"From launching the process to the first 200 on `/readyz` (median of "
+            f"{len(su['empty'])}; the baseline is the no-op Litestar app under uvicorn).\n"
+        )
+        w("| process | median s | min s | max s | / no-op |")
+        w("|---|---:|---:|---:|---:|")
+        base = statistics.median(su["noop"])
+        names = {
+            "noop": "no-op Litestar app (baseline)",
+            "empty": "`taskhook serve`, new database",
+            "store": f"`taskhook serve`, {st['jobs']:,} jobs stored"
+            if st
+            else "`taskhook serve`, filled database",
+        }
+        for key, values in su.items():
+            med = statistics.median(values)
+            w(
+                f"| {names[key]} | {med:.2f} | {min(values):.2f} | {max(values):.2f} | "
+                f"{med / base:.1f}x |"
+            )
+        w("")
+    mic = report.get("micro")
+    if mic:
+        w("### Micro-benchmarks: the store and the outgoing HTTP client\n")
+        w(
+            "Each in a process of its own (`bench/micro.py`), no HTTP server in the store rows: "
+            "`record_callback` for distinct stored jobs (the ingest scenario's database); the "
+            "client rows GET a no-op raw ASGI server in another process. CPU is the measuring "
+            "process's (all threads). \"what-if\" rows patch the service's code in that process "
+            "only, to size a change before anyone makes it.\n"
+        )
+        w("| what | ops | ops/s | CPU µs/op | vs first row |")
+        w("|---|---:|---:|---:|---:|")
+        firsts: dict[str, float] = {}
+        for r in mic:
+            key = (
+                r["group"]
+                if r["group"] == "client"
+                else ("sql" if "one thread" in r["label"] or "plain" in r["label"] else "store")
+            )
+            first = firsts.setdefault(key, r["cpu_us_per_op"])
+            w(
+                f"| {r['label']} | {r['ops']:,} | {r['ops_per_s']:,.0f} | "
+                f"{r['cpu_us_per_op']:,.0f} | {r['cpu_us_per_op'] / first:.2f}x |"
+            )
+        w("")
+    profiles = [(p["label"], p["rps"], p["summary"]) for p in report.get("profiles", {}).values()]
+    if report.get("profile_e2e"):
+        profiles.append(("end to end (the e2e scenario's service)", None, report["profile_e2e"]))
+    for title, rps, prof in profiles:
+        w(f"### Profile: {title}\n")
+        w(
+            "py-spy, 200 samples/s per thread, a separate run of its own (not the measured one), "
+            "idle samples included"
+            + (f"; {rps:,.0f} req/s under the profiler" if rps else "")
+            + ".\n"
+        )
+        for thread in ("MainThread", "taskhook-sqlite"):
+            data = prof["threads"].get(thread)
+            if not data:
+                continue
+            label = "event-loop thread" if thread == "MainThread" else "store thread"
+            w(f"**{label}** ({data['samples']} samples)\n")
+            if data["work"]:
+                w("| working on (outermost known frame) | share |")
+                w("|---|---:|")
+                for name, share in data["work"]:
+                    if share >= 0.005:
+                        w(f"| {name} | {share:.1%} |")
+                w("")
+            w("| where the time goes (innermost known frame) | share |")
+            w("|---|---:|")
+            for name, share in data["where"]:
+                if share >= 0.005:
+                    w(f"| {name} | {share:.1%} |")
+            w("")
+            w(
+                "Top functions by own time: "
+                + "; ".join(f"`{f}` {v:.1%}" for f, v in data["self"][:8])
+                + ".\n"
+            )
+    return "\n".join(out)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: 3 s load runs, 200 e2e jobs, 10,000 stored jobs",
+    )
+    p.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    p.add_argument("--warmup", type=int, default=1, help="seconds of warm-up load per server")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="wrk threads")
+    p.add_argument(
+        "--max-rate",
+        type=int,
+        default=8000,
+        help="requests/s the ingest job sets are sized for (beyond it, repeats)",
+    )
+    p.add_argument("--profile-seconds", type=int, default=8)
+    p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument(
+        "--svg",
+        action="store_true",
+        help="also write bench/profile-ingest.svg (one more profiled run)",
+    )
+    p.add_argument(
+        "--no-variants", action="store_true", help="skip the verify: trust row and the experiments"
+    )
+    p.add_argument(
+        "--experiments",
+        default="nodelay,alone,alone+nodelay,path+alone+nodelay",
+        help="experiment rows (bench/hookpath.py), comma-separated: nodelay, path, "
+        "path+nodelay, alone, alone+nodelay, path+alone+nodelay, switch, "
+        "switch+nodelay; empty for none",
+    )
+    p.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    p.add_argument(
+        "--profile-rows",
+        default="ingest,exp:alone+nodelay",
+        help="ingest rows to profile (each in a run of its own)",
+    )
+    p.add_argument(
+        "--drain-sample",
+        type=float,
+        default=3.0,
+        help="seconds to watch the verification backlog after an ingest run",
+    )
+    p.add_argument("--e2e-jobs", type=int, default=1000)
+    p.add_argument("--e2e-concurrency", type=int, default=32)
+    p.add_argument("--e2e-timeout", type=float, default=300)
+    p.add_argument("--skip-memory", action="store_true", help="skip the 1 GiB S3 mirror")
+    p.add_argument("--memory-bytes", type=int, default=1024 * MIB)
+    p.add_argument("--memory-timeout", type=float, default=900)
+    p.add_argument("--store-jobs", type=int, default=100_000)
+    p.add_argument("--store-requests", type=int, default=500)
+    p.add_argument("--startup-runs", type=int, default=5)
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=["ingest", "micro", "e2e", "memory", "store", "startup"],
+        help="run only these scenarios",
+    )
+    p.add_argument(
+        "--ref",
+        help="measure this commit's service/ and handlers/ (git archive) "
+        "instead of the working tree",
+    )
+    p.add_argument("--workdir", help="where databases and logs go (default: a new temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument("--output", help="also write the Markdown to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        given = set(argv or sys.argv[1:])
+        defaults = {
+            "--duration": 3,
+            "--profile-seconds": 3,
+            "--e2e-jobs": 200,
+            "--store-jobs": 10_000,
+            "--store-requests": 100,
+            "--startup-runs": 3,
+            "--memory-bytes": 64 * MIB,
+            "--drain-sample": 1.0,
+        }
+        for flag, value in defaults.items():
+            if flag not in given:
+                setattr(args, flag[2:].replace("-", "_"), value)
+    return args
+
+
+def chosen_scenarios(args: argparse.Namespace) -> list[Any]:
+    """The scenarios to run, in this order (start-up reuses the store scenario's database;
+    micro reuses the ingest scenario's)."""
+    steps = {
+        "ingest": scenario_ingest,
+        "micro": scenario_micro,
+        "e2e": scenario_e2e,
+        "memory": scenario_memory,
+        "store": scenario_store,
+        "startup": scenario_startup,
+    }
+    names = set(args.only or steps)
+    if args.no_micro:
+        names.discard("micro")
+    if args.skip_memory:
+        names.discard("memory")
+    return [step for name, step in steps.items() if name in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = parse_args(argv)
+    check_tools()
+    if args.profile and py_spy_path() is None:
+        log("py-spy not found (pip install py-spy): the profile is skipped")
+        args.profile = False
+    workdir = (
+        Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="taskhook-bench-"))
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    log(f"work directory: {workdir}")
+    if args.ref:
+        export_ref(args.ref, workdir / "src")
+    scenarios = chosen_scenarios(args)
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(workdir, args.ref),
+    }
+    try:
+        for step in scenarios:
+            step(workdir, args, report)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        Proc.stop_all()
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        if not args.keep and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = render(report, args)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
