@@ -99,7 +99,7 @@ class SlackHandler(Handler):
         else:
             message = slack_message(step.context)
         response = await post(
-            step.services.http,
+            step.services.session,
             await destination(step, "webhook_url", self.config.webhook_url),
             msgspec.json.encode(message),
             {"idempotency-key": step.idempotency_key},
@@ -122,7 +122,7 @@ class DiscordHandler(Handler):
         if self.config.username:
             message["username"] = self.config.username
         response = await post(
-            step.services.http,
+            step.services.session,
             await destination(step, "webhook_url", self.config.webhook_url),
             msgspec.json.encode(message),
             {"idempotency-key": step.idempotency_key},

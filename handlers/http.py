@@ -3,44 +3,59 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import msgspec
 
 from handlers import HandlerFailed, StepContext
+from service import http as outgoing
 
 _RETRYABLE_4XX = (408, 409, 425, 429)
+_ANSWER_BYTES = 64 * 1024  # what is read of an answer (only its status is used)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+class Posted(msgspec.Struct):
+    status_code: int
+
+
+def _retry_after(value: str | None) -> float | None:
     try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
+        return max(0.0, float(value or ""))
     except ValueError:
         return None
 
 
 async def post(
-    http: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     url: str,
     content: bytes,
     headers: dict[str, str] | None = None,
     timeout: float = 15.0,
-) -> httpx.Response:
+) -> Posted:
     """POSTs ``content`` as JSON; 2xx returns, anything else raises ``HandlerFailed``."""
     all_headers = {"content-type": "application/json", **(headers or {})}
     try:
-        response = await http.post(url, content=content, headers=all_headers, timeout=timeout)
-    except httpx.InvalidURL as exc:
-        raise HandlerFailed(f"not a valid URL: {exc}", retryable=False) from exc
-    except httpx.HTTPError as exc:
+        async with session.post(
+            url,
+            data=content,
+            headers=all_headers,
+            timeout=outgoing.timeout(timeout),
+            allow_redirects=False,
+        ) as response:
+            await response.content.read(_ANSWER_BYTES)
+            code, retry_after = response.status, response.headers.get("retry-after")
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+        raise HandlerFailed(f"not a valid URL: {_safe(url)}", retryable=False) from exc
+    except outgoing.FAILURES as exc:
         raise HandlerFailed(f"POST {_safe(url)} failed: {type(exc).__name__}") from exc
-    code = response.status_code
     if 200 <= code < 300:
-        return response
+        return Posted(status_code=code)
     retryable = code in _RETRYABLE_4XX or code >= 500
     raise HandlerFailed(
         f"POST {_safe(url)} answered {code}",
         retryable=retryable,
-        retry_after=_retry_after(response),
+        retry_after=_retry_after(retry_after),
     )
 
 
@@ -56,9 +71,13 @@ async def destination(step: StepContext, field: str, raw: str) -> str:
 
 def _safe(url: str) -> str:
     """The URL without its path and query: chat webhook URLs carry their secret there."""
-    parts = httpx.URL(url)
-    return f"{parts.scheme}://{parts.host}{':' + str(parts.port) if parts.port else ''}/…"
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an invalid URL"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/…"
 
 
-def result_of(response: httpx.Response, **extra: Any) -> dict[str, Any]:
+def result_of(response: Posted, **extra: Any) -> dict[str, Any]:
     return {"status_code": response.status_code, **extra}

@@ -28,8 +28,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import aiohttp
 import boto3
-import httpx
 import msgspec
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import (
@@ -46,6 +46,7 @@ from botocore.exceptions import (
 from msgspec import Meta
 
 from handlers import Handler, HandlerFailed, StepContext
+from service import http as outgoing
 from service.config import Duration, seconds
 
 MIB = 1024 * 1024
@@ -353,10 +354,12 @@ class S3Handler(Handler):
         try:
             async with fetcher.open(url) as response:
                 return await self._store(response, url, key, fetcher.max_bytes)
-        except httpx.HTTPError as exc:
-            raise HandlerFailed(f"download of {url!r} failed: {exc!r}") from exc
+        except outgoing.FAILURES as exc:
+            raise HandlerFailed(f"download of {url!r} failed: {outgoing.describe(exc)}") from exc
 
-    async def _store(self, response: httpx.Response, url: str, key: str, cap: int) -> _Stored:
+    async def _store(
+        self, response: aiohttp.ClientResponse, url: str, key: str, cap: int
+    ) -> _Stored:
         declared = _content_length(response)
         if declared is not None and declared > cap:
             raise _too_large(url, cap)
@@ -368,7 +371,7 @@ class S3Handler(Handler):
         digest = hashlib.sha256()
         size = 0
         try:
-            async for chunk in response.aiter_bytes(_CHUNK):
+            async for chunk in response.content.iter_chunked(_CHUNK):
                 size += len(chunk)
                 if size > cap:
                     raise _too_large(url, cap)
@@ -469,7 +472,7 @@ def _transport_error(exc: Exception) -> tuple[str, bool]:
     return f"{type(exc).__name__}: {exc}", True
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def _content_length(response: aiohttp.ClientResponse) -> int | None:
     try:
         return int(response.headers["content-length"])
     except (KeyError, ValueError):

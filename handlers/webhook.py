@@ -56,7 +56,7 @@ class WebhookHandler(Handler):
             headers["webhook-timestamp"] = str(timestamp)
             headers["webhook-signature"] = sign(self.config.secret, msg_id, timestamp, content)
         response = await post(
-            step.services.http,
+            step.services.session,
             await destination(step, "url", self.config.url),
             content,
             headers,

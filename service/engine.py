@@ -12,9 +12,9 @@ import hashlib
 import logging
 import random
 import time
-from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 
 from handlers import HandlerFailed, StepContext
@@ -61,14 +61,31 @@ def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
 
 
-@dataclass
 class Services:
-    """What handlers may use: the shared HTTP client, safe downloads, the config."""
+    """What handlers may use: the shared aiohttp ``session`` (what the built-in handlers
+    use), safe downloads (``fetcher``), the config, and ``http``: an ``httpx.AsyncClient``
+    for handler plugins written against it, created on first use."""
 
-    http: httpx.AsyncClient
-    fetcher: Fetcher
-    config: Config
-    engine: Engine
+    def __init__(
+        self, session: aiohttp.ClientSession, fetcher: Fetcher, config: Config, engine: Engine
+    ) -> None:
+        self.session = session
+        self.fetcher = fetcher
+        self.config = config
+        self.engine = engine
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0), headers={"user-agent": "taskhook"}
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
 
 
 class Engine:
@@ -77,7 +94,7 @@ class Engine:
         config: Config,
         store: Store,
         upstream: UpstreamClient,
-        http: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         metrics: Metrics,
     ) -> None:
         self.config = config
@@ -85,11 +102,11 @@ class Engine:
         self.upstream = upstream
         self.metrics = metrics
         fetcher = Fetcher(
-            http,
+            session,
             allow_private=config.security.allow_private_networks,
             max_bytes=config.security.max_download_bytes,
         )
-        self.services = Services(http=http, fetcher=fetcher, config=config, engine=self)
+        self.services = Services(session, fetcher, config, self)
         self.wake = {name: asyncio.Event() for name in ("submit", "events", "steps", "polls")}
         self.reconcile_after = seconds(config.upstream.reconcile_after)
         self.poll_limiter = RateLimiter(config.upstream.reconcile_rate)

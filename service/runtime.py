@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import httpx
+import aiohttp
 
+from service import http
 from service.config import Config, seconds
 from service.engine import Engine
 from service.metrics import Metrics
@@ -23,25 +24,21 @@ class Runtime:
         self.store: Store = store or SQLiteStore(config.database_path)
         self.metrics = Metrics()
         self.stopping = False
-        self.http: httpx.AsyncClient | None = None
+        self.session: aiohttp.ClientSession | None = None
         self.engine: Engine
         self.upstream: UpstreamClient
         self.workers: Workers
 
     async def start(self) -> None:
         await self.store.open()
-        self.http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            headers={"user-agent": "taskhook"},
-        )
+        self.session = http.new_session()
         self.upstream = UpstreamClient(
             self.config.upstream.base_url,
             self.config.upstream.api_key,
-            self.http,
+            self.session,
             timeout=seconds(self.config.upstream.timeout),
         )
-        self.engine = Engine(self.config, self.store, self.upstream, self.http, self.metrics)
+        self.engine = Engine(self.config, self.store, self.upstream, self.session, self.metrics)
         self.workers = Workers(self.engine)
         await self.workers.start()
         log.info(
@@ -54,6 +51,8 @@ class Runtime:
         self.stopping = True
         if hasattr(self, "workers"):
             await self.workers.stop()
-        if self.http is not None:
-            await self.http.aclose()
+        if hasattr(self, "engine"):
+            await self.engine.services.aclose()
+        if self.session is not None:
+            await self.session.close()
         await self.store.close()

@@ -1,6 +1,6 @@
 """The client of the Unified Tasks API: create a task, read its status.
 
-One pooled ``httpx.AsyncClient`` for the whole process. Answers come in an envelope
+The process's pooled aiohttp session (``service.http``). Answers come in an envelope
 ``{"code", "success", "data"}``; errors carry a message under one of several names, which
 ``error_message`` finds. Failures map onto ``service.errors``:
 
@@ -15,17 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 
+from service import http
 from service.errors import (
     UpstreamAmbiguous,
     UpstreamAuthFailed,
     UpstreamRefused,
     UpstreamUnavailable,
 )
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 class TaskState(msgspec.Struct, kw_only=True):
@@ -59,28 +58,51 @@ def failure_reason(data: dict[str, Any]) -> str:
     return error_message(data, "the upstream reported a failure without a reason")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+class Answer(msgspec.Struct):
+    """What the client keeps of an HTTP answer (read whole: envelopes are small)."""
+
+    status_code: int
+    reason: str
+    retry_after: float | None
+    body: Any
+
+
+def _retry_after(value: str | None) -> float | None:
     try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
+        return max(0.0, float(value or ""))
     except ValueError:
         return None
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(content: bytes) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return msgspec.json.decode(content)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
 
 
 class UpstreamClient:
     def __init__(
-        self, base_url: str, api_key: str, http: httpx.AsyncClient, timeout: float = 30.0
+        self, base_url: str, api_key: str, session: aiohttp.ClientSession, timeout: float = 30.0
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
-        self.http = http
-        self.timeout = timeout
+        self._json_headers = {**self._headers, "content-type": "application/json"}
+        self.session = session
+        self.timeout = http.timeout(timeout)
+
+    async def _request(self, method: str, url: str, body: bytes | None) -> Answer:
+        headers = self._headers if body is None else self._json_headers
+        async with self.session.request(
+            method, url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+        ) as response:
+            content = await response.read()
+            return Answer(
+                status_code=response.status,
+                reason=response.reason or "",
+                retry_after=_retry_after(response.headers.get("retry-after")),
+                body=_decode(content),
+            )
 
     async def create(
         self,
@@ -97,16 +119,18 @@ class UpstreamClient:
         if dry_run:
             body["dry_run"] = True
         try:
-            response = await self.http.post(
-                f"{self.base_url}/v1/tasks", json=body, headers=self._headers, timeout=self.timeout
+            response = await self._request(
+                "POST", f"{self.base_url}/v1/tasks", msgspec.json.encode(body)
             )
-        except _NOT_SENT as exc:
-            raise UpstreamUnavailable(f"cannot reach the upstream: {exc!r}") from exc
-        except httpx.HTTPError as exc:
+        except http.FAILURES as exc:
+            if http.not_sent(exc):
+                raise UpstreamUnavailable(
+                    f"cannot reach the upstream: {http.describe(exc)}"
+                ) from exc
             if dry_run:
-                raise UpstreamUnavailable(f"upstream request failed: {exc!r}") from exc
+                raise UpstreamUnavailable(f"upstream request failed: {http.describe(exc)}") from exc
             raise UpstreamAmbiguous(
-                f"the create request was sent but failed before an answer: {exc!r}"
+                "the create request was sent but failed before an answer: " + http.describe(exc)
             ) from exc
         data = self._data(response)
         if not dry_run and not isinstance(data.get("task_id"), str):
@@ -115,11 +139,11 @@ class UpstreamClient:
 
     async def status(self, task_id: str) -> TaskState:
         try:
-            response = await self.http.get(
-                f"{self.base_url}/v1/tasks/{task_id}", headers=self._headers, timeout=self.timeout
-            )
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"cannot read the task's status: {exc!r}") from exc
+            response = await self._request("GET", f"{self.base_url}/v1/tasks/{task_id}", None)
+        except http.FAILURES as exc:
+            raise UpstreamUnavailable(
+                f"cannot read the task's status: {http.describe(exc)}"
+            ) from exc
         data = self._data(response)
         status = str(data.get("status", ""))
         output = data.get("output")
@@ -130,15 +154,15 @@ class UpstreamClient:
             error=failure_reason(data) if status == "failed" else None,
         )
 
-    def _data(self, response: httpx.Response) -> dict[str, Any]:
-        body = _decode(response)
+    def _data(self, response: Answer) -> dict[str, Any]:
+        body = response.body
         code = response.status_code
         if code == 401:
             raise UpstreamAuthFailed()
         if code == 429 or code >= 500:
-            reason = error_message(body, response.reason_phrase or "")
+            reason = error_message(body, response.reason)
             raise UpstreamUnavailable(
-                f"upstream answered {code}: {reason}", retry_after=_retry_after(response)
+                f"upstream answered {code}: {reason}", retry_after=response.retry_after
             )
         if code >= 400 or not isinstance(body, dict) or body.get("success") is False:
             status = code if code >= 400 else 400

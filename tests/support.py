@@ -15,11 +15,12 @@ from typing import Any
 import uvicorn
 
 
-def free_socket() -> socket.socket:
-    """A listening-ready socket bound to a free port on 127.0.0.1."""
+def free_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A listening-ready socket bound to a free port on ``host`` (a loopback address)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, 0))
     return sock
 
 
@@ -31,10 +32,10 @@ def free_port() -> int:
 class ServerThread:
     """Runs an ASGI app with uvicorn on a background thread, on a free port."""
 
-    def __init__(self, app: Any) -> None:
-        self.sock = free_socket()
+    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+        self.sock = free_socket(host)
         self.port: int = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(app, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)

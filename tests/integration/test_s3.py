@@ -28,7 +28,8 @@ from handlers import s3 as s3_module
 from handlers.s3 import S3Config, S3Handler
 from service.config import parse
 from service.errors import ConfigError
-from service.fetch import Fetcher
+from service.fetch import Fetcher, forbidden
+from service.http import new_session
 from service.templates import compile_tree
 from tests.conftest import base_config
 from tests.support import ServerThread, free_port, wait_until
@@ -39,7 +40,7 @@ REGION = "us-east-1"
 KEY_ID = "AKIATESTKEY000000000"
 SECRET_KEY = "test-secret-access-key-do-not-leak"
 VIDEO = {"model": "google/veo-3.1-fast", "input": {"prompt": "x"}}
-PUBLIC_HOST = "93.184.215.14"  # a global address; requests to it never leave the test
+PUBLIC_STAND_IN = "127.0.0.2"  # a loopback address the redirect test's check lets through
 
 
 # ---- fixtures ------------------------------------------------------------------------------
@@ -334,7 +335,11 @@ def redirect_app(location: str) -> Callable:
     """A raw ASGI app answering every GET with a 302 to ``location``."""
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
-        assert scope["type"] == "http"
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         headers = [(b"location", location.encode()), (b"content-length", b"0")]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
@@ -374,13 +379,18 @@ def stream_app(size: int, content_length: bool) -> tuple[Callable, list[str]]:
 def run_handler(
     handler: S3Handler,
     url: str,
-    http: httpx.AsyncClient | None = None,
     allow_private: bool = True,
     max_bytes: int = 1 << 30,
+    is_forbidden: Callable[[str], bool] = forbidden,
 ) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
-        async with http or httpx.AsyncClient() as client:
-            fetcher = Fetcher(client, allow_private=allow_private, max_bytes=max_bytes)
+        async with new_session() as session:
+            fetcher = Fetcher(
+                session,
+                allow_private=allow_private,
+                max_bytes=max_bytes,
+                is_forbidden=is_forbidden,
+            )
             step = StepContext(
                 context={
                     "outputs": [{"url": url, "filename": url.rsplit("/", 1)[-1]}],
@@ -406,22 +416,21 @@ def direct_handler(moto_url: str, **overrides: Any) -> S3Handler:
 def test_a_redirect_to_a_private_address_is_refused(sim, moto_url, s3):
     s3.create_bucket(Bucket=BUCKET)
     served, requests = stream_app(3 * MIB, content_length=True)
-    with ServerThread(served) as private:
-        # The first hop is a global address (so it passes the check) whose answer comes from
-        # an in-process app: a redirect to the private server.
-        public_url = f"http://{PUBLIC_HOST}/files/output.mp4"
-        mounts = {
-            f"http://{PUBLIC_HOST}": httpx.ASGITransport(
-                redirect_app(f"{private.url}/files/output.mp4")
-            )
-        }
+    with (
+        ServerThread(served) as private,
+        ServerThread(redirect_app(f"{private.url}/files/output.mp4"), PUBLIC_STAND_IN) as public,
+    ):
+        # The first hop stands in for a public host: the check treats its loopback address
+        # as public (and only that one); its answer is a redirect to the private server.
+        def only_127_0_0_1(address: str) -> bool:
+            return address != PUBLIC_STAND_IN and forbidden(address)
 
         with pytest.raises(HandlerFailed) as refused:
             run_handler(
                 direct_handler(moto_url),
-                public_url,
-                http=httpx.AsyncClient(mounts=mounts),
+                f"{public.url}/files/output.mp4",
                 allow_private=False,
+                is_forbidden=only_127_0_0_1,
             )
         assert refused.value.retryable is False
         assert "private or local address" in str(refused.value)
@@ -429,12 +438,7 @@ def test_a_redirect_to_a_private_address_is_refused(sim, moto_url, s3):
         assert requests == [] and object_keys(s3) == []
 
         # The same redirect is followed when private networks are allowed.
-        result = run_handler(
-            direct_handler(moto_url),
-            public_url,
-            http=httpx.AsyncClient(mounts=mounts),
-            allow_private=True,
-        )
+        result = run_handler(direct_handler(moto_url), f"{public.url}/files/output.mp4")
         assert requests == ["/files/output.mp4"]
         assert result["sizes"] == [3 * MIB] and result["content_types"] == ["video/mp4"]
         assert object_keys(s3) == ["test/model/job_direct/output.mp4"]

@@ -123,14 +123,16 @@ def test_rate_limiter_spaces_acquisitions():
 
 
 def test_downloads_connect_to_the_address_that_was_checked():
-    import httpx
-
     from service.fetch import Fetcher
 
-    fetcher = Fetcher(httpx.AsyncClient(), allow_private=False, max_bytes=10)
-    request = fetcher._request("https://cdn.example.com:8443/a/b.png?x=1", "93.184.216.34")
-    assert str(request.url) == "https://93.184.216.34:8443/a/b.png?x=1"
-    assert request.headers["host"] == "cdn.example.com:8443"
-    assert request.extensions["sni_hostname"] == "cdn.example.com"
-    plain = fetcher._request("http://cdn.example.com/a.png", None)
-    assert str(plain.url) == "http://cdn.example.com/a.png"
+    url, options = Fetcher.target("https://cdn.example.com:8443/a/b.png?x=1", "93.184.216.34")
+    assert str(url) == "https://93.184.216.34:8443/a/b.png?x=1"
+    assert options == {
+        "headers": {"Host": "cdn.example.com:8443"},
+        "server_hostname": "cdn.example.com",  # TLS name and certificate check
+    }
+    v6, options = Fetcher.target("http://cdn.example.com/a.png", "2606:2800:220:1::1")
+    assert str(v6) == "http://[2606:2800:220:1::1]/a.png"
+    assert options == {"headers": {"Host": "cdn.example.com"}}
+    plain, options = Fetcher.target("http://cdn.example.com/a.png", None)
+    assert str(plain) == "http://cdn.example.com/a.png" and options == {}
