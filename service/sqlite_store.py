@@ -4,21 +4,25 @@ One connection, owned by one thread. Callers enqueue operations; the thread runs
 operation waiting in the queue inside one transaction (each in its own savepoint, so one
 failure does not undo the others) and commits once: *group commit*. With WAL and
 ``synchronous=FULL`` a commit survives a power cut, and a burst of callbacks shares one fsync.
+
+The statements run on the plain ``sqlite3`` connection, each SQL text a constant so that
+sqlite3's statement cache compiles it once; the savepoint around each operation has a constant
+name for the same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import msgspec
-from sqlite_utils import Database
 
 from service.errors import BudgetExceeded, Conflict, NotFound
 from service.store import (
@@ -117,29 +121,36 @@ _JSON_FIELDS = {
     "steps": ("result",),
 }
 _encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+# The columns read back, in the order of the records' fields (every field is a column).
+_JOB_COLUMNS = list(Job.__struct_fields__)
+_EVENT_COLUMNS = list(Event.__struct_fields__)
+_STEP_COLUMNS = list(Step.__struct_fields__)
+_JOB_FIELDS = ", ".join(_JOB_COLUMNS)
+_EVENT_FIELDS = ", ".join(_EVENT_COLUMNS)
+_STEP_FIELDS = ", ".join(_STEP_COLUMNS)
+_JOB_JSON = tuple(i for i, name in enumerate(_JOB_COLUMNS) if name in _JSON_FIELDS["jobs"])
 
 
-def _decode_row(row: dict[str, Any], table: str) -> dict[str, Any]:
+def _record(columns: list[str], row: Sequence[Any], table: str) -> dict[str, Any]:
+    values = dict(zip(columns, row, strict=True))
     for name in _JSON_FIELDS[table]:
-        if row.get(name) is not None:
-            row[name] = msgspec.json.decode(row[name])
-    return row
+        if values[name] is not None:
+            values[name] = _decode(values[name])
+    return values
 
 
-def _job(row: dict[str, Any]) -> Job:
-    return msgspec.convert(_decode_row(row, "jobs"), Job)
+def _job(row: Sequence[Any]) -> Job:
+    return msgspec.convert(_record(_JOB_COLUMNS, row, "jobs"), Job)
 
 
-def _event(row: dict[str, Any]) -> Event:
-    row = _decode_row(row, "events")
-    row.pop("next_attempt_at", None)
-    return msgspec.convert(row, Event, strict=False)
+def _event(row: Sequence[Any]) -> Event:
+    return msgspec.convert(_record(_EVENT_COLUMNS, row, "events"), Event, strict=False)
 
 
-def _step(row: dict[str, Any]) -> Step:
-    row = _decode_row(row, "steps")
-    row.pop("lease_until", None)
-    return msgspec.convert(row, Step)
+def _step(row: Sequence[Any]) -> Step:
+    return msgspec.convert(_record(_STEP_COLUMNS, row, "steps"), Step)
 
 
 class _Worker:
@@ -158,20 +169,25 @@ class _Worker:
         if self.error:
             raise self.error
 
-    def _connect(self) -> Database:
+    def _connect(self) -> sqlite3.Connection:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        db = Database(conn)
-        _migrate(db)
-        return db
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _run(self) -> None:
         try:
-            db = self._connect()
+            conn = self._connect()
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -185,29 +201,62 @@ class _Worker:
                 except queue.Empty:
                     break
             if any(item is None for item in batch):
-                self._commit(db, [item for item in batch if item is not None])
-                db.conn.close()
+                self._commit(conn, [item for item in batch if item is not None])
+                conn.close()
                 return
-            self._commit(db, batch)
+            self._commit(conn, batch)
 
-    def _commit(self, db: Database, batch: list[Any]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """One transaction for the whole group, one savepoint per operation, one commit."""
+        if not batch:
+            return
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
         try:
-            with db.atomic():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 for fn, args, future in batch:
-                    outcomes.append((future, *_attempt(db, fn, args)))
-        except BaseException as exc:  # the commit itself failed: nothing of the batch holds
+                    outcomes.append((future, *_attempt(conn, fn, args)))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:  # the group's transaction failed: nothing of it holds
             outcomes = [(future, None, exc) for _, _, future in batch]
-        for future, result, error in outcomes:
-            future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+        _hand_back(outcomes)
 
 
-def _attempt(db: Database, fn: Callable[..., Any], args: tuple) -> tuple[Any, Any]:
+def _attempt(conn: sqlite3.Connection, fn: Callable[..., Any], args: tuple) -> tuple[Any, Any]:
+    """Runs one operation in its own savepoint: its failure undoes its writes only."""
+    conn.execute("SAVEPOINT op")
     try:
-        with db.atomic():
-            return fn(db, *args), None
+        result = fn(conn, *args)
     except Exception as exc:
+        if not conn.in_transaction:
+            # The error ended the whole transaction (a disk error, a RAISE(ROLLBACK)): the
+            # group's earlier operations are undone too, so the group fails as a whole.
+            raise
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
         return None, exc
+    conn.execute("RELEASE op")
+    return result, None
+
+
+def _hand_back(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Settles a group's futures with one ``call_soon_threadsafe`` per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, items in by_loop.items():
+        # a closed loop raises RuntimeError: nothing awaits its futures any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_all, items)
+
+
+def _settle_all(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        _settle(future, result, error)
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
@@ -219,13 +268,19 @@ def _settle(future: asyncio.Future, result: Any, error: BaseException | None) ->
         future.set_result(result)
 
 
-def _migrate(db: Database) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        with db.atomic():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             for statement in filter(str.strip, script.split(";")):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number}")
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
 def _exclusive_lock(path: str) -> IO[bytes]:
@@ -271,7 +326,7 @@ class SQLiteStore:
         return await future
 
     async def ping(self) -> bool:
-        return await self._call(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
+        return await self._call(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
 
     # ---- jobs ----------------------------------------------------------------------------
 
@@ -282,8 +337,7 @@ class SQLiteStore:
         return await self._call(_get_job, job_id)
 
     async def job_by_key(self, idempotency_key: str) -> Job | None:
-        sql = "SELECT * FROM jobs WHERE idempotency_key = ?"
-        return await self._call(lambda db: next(map(_job, db.query(sql, [idempotency_key])), None))
+        return await self._call(_job_by_key, idempotency_key)
 
     async def list_jobs(
         self,
@@ -298,7 +352,7 @@ class SQLiteStore:
 
     async def children(self, job_id: str) -> list[str]:
         sql = "SELECT id FROM jobs WHERE parent_id = ? ORDER BY id"
-        return await self._call(lambda db: [r[0] for r in db.execute(sql, [job_id])])
+        return await self._call(lambda conn: [r[0] for r in conn.execute(sql, (job_id,))])
 
     async def chain_cost(self, job_id: str) -> float:
         """The priced cost of the whole chain the job belongs to (its root and descendants)."""
@@ -334,7 +388,7 @@ class SQLiteStore:
         )
 
     async def adopt(self, job_id: str, task_id: str, poll_at: float) -> bool:
-        return await self._call(lambda db: _adopt(db, job_id, task_id, poll_at) == 1)
+        return await self._call(lambda conn: _adopt(conn, job_id, task_id, poll_at) == 1)
 
     async def recover_inflight(self) -> int:
         """Jobs whose create request was in flight when the process stopped: the request may
@@ -351,10 +405,10 @@ class SQLiteStore:
 
     async def due_polls(self, now: float, limit: int) -> list[Job]:
         sql = (
-            "SELECT * FROM jobs WHERE status = 'submitted' AND next_attempt_at <= ?"
+            f"SELECT {_JOB_FIELDS} FROM jobs WHERE status = 'submitted' AND next_attempt_at <= ?"  # noqa: S608
             " ORDER BY next_attempt_at LIMIT ?"
         )
-        return await self._call(lambda db: [_job(r) for r in db.query(sql, [now, limit])])
+        return await self._call(lambda conn: [_job(r) for r in conn.execute(sql, (now, limit))])
 
     async def schedule_poll(self, job_id: str, at: float) -> None:
         await self._call(_set_job, job_id, "next_attempt_at = ?", [at], "status = 'submitted'")
@@ -393,27 +447,22 @@ class SQLiteStore:
         )
 
     async def pending_events(self, now: float, limit: int) -> list[Event]:
-        sql = (
-            "SELECT * FROM events WHERE processed_at IS NULL AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, id LIMIT ?"
-        )
-        return await self._call(lambda db: [_event(r) for r in db.query(sql, [now, limit])])
+        return await self._call(_pending_events, now, limit)
 
     async def finish_event(
         self, event_id: int, *, verified: bool | None, note: str | None, now: float
     ) -> None:
-        sql = "UPDATE events SET processed_at = ?, verified = ?, note = ? WHERE id = ?"
-        await self._call(lambda db: db.execute(sql, [now, verified, note, event_id]))
+        await self._call(_finish_event, event_id, verified, note, now)
 
     async def retry_event(self, event_id: int, at: float, note: str) -> None:
         sql = (
             "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?, note = ? WHERE id = ?"
         )
-        await self._call(lambda db: db.execute(sql, [at, note, event_id]))
+        await self._call(lambda conn: conn.execute(sql, (at, note, event_id)).rowcount)
 
     async def job_events(self, job_id: str) -> list[Event]:
-        sql = "SELECT * FROM events WHERE job_id = ? ORDER BY id"
-        return await self._call(lambda db: [_event(r) for r in db.query(sql, [job_id])])
+        sql = f"SELECT {_EVENT_FIELDS} FROM events WHERE job_id = ? ORDER BY id"  # noqa: S608
+        return await self._call(lambda conn: [_event(r) for r in conn.execute(sql, (job_id,))])
 
     # ---- steps ---------------------------------------------------------------------------
 
@@ -430,16 +479,11 @@ class SQLiteStore:
         sql = (
             "UPDATE steps SET lease_until = ? WHERE id = ? AND status = 'running' AND attempts = ?"
         )
-        await self._call(lambda db: db.execute(sql, [lease_until, step.id, step.attempts]))
+        values = (lease_until, step.id, step.attempts)
+        await self._call(lambda conn: conn.execute(sql, values).rowcount)
 
     async def step_succeeded(self, step: Step, result: dict[str, Any], now: float) -> bool:
-        sql = (
-            "UPDATE steps SET status = 'succeeded', result = ?, last_error = NULL,"
-            " lease_until = NULL, updated_at = ?"
-            " WHERE id = ? AND status = 'running' AND attempts = ?"
-        )
-        values = [_encode(result), now, step.id, step.attempts]
-        return await self._call(lambda db: db.execute(sql, values).rowcount == 1)
+        return await self._call(_step_succeeded, step.id, step.attempts, _encode(result), now)
 
     async def step_failed(self, step: Step, error: str, retry_at: float | None, now: float) -> None:
         status = StepStatus.RETRYING if retry_at is not None else StepStatus.DEAD
@@ -448,8 +492,8 @@ class SQLiteStore:
             " next_run_at = COALESCE(?, next_run_at), lease_until = NULL, updated_at = ?"
             " WHERE id = ? AND status = 'running' AND attempts = ?"
         )
-        values = [status, error, retry_at, now, step.id, step.attempts]
-        await self._call(lambda db: db.execute(sql, values))
+        values = (status, error, retry_at, now, step.id, step.attempts)
+        await self._call(lambda conn: conn.execute(sql, values).rowcount)
 
     async def recover_steps(self, now: float, everything: bool = False) -> int:
         """Returns running steps whose lease expired (or all running steps) to the queue."""
@@ -457,11 +501,15 @@ class SQLiteStore:
             "UPDATE steps SET status = 'retrying', lease_until = NULL, next_run_at = ?,"
             " updated_at = ? WHERE status = 'running' AND (? OR lease_until < ?)"
         )
-        return await self._call(lambda db: db.execute(sql, [now, now, everything, now]).rowcount)
+        values = (now, now, everything, now)
+        return await self._call(lambda conn: conn.execute(sql, values).rowcount)
 
     async def job_steps(self, job_id: str) -> list[Step]:
-        sql = "SELECT * FROM steps WHERE job_id = ? ORDER BY generation, rule, position"
-        return await self._call(lambda db: [_step(r) for r in db.query(sql, [job_id])])
+        sql = (
+            f"SELECT {_STEP_FIELDS} FROM steps WHERE job_id = ?"  # noqa: S608
+            " ORDER BY generation, rule, position"
+        )
+        return await self._call(lambda conn: [_step(r) for r in conn.execute(sql, (job_id,))])
 
     async def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` jobs that ended before ``before`` and whose steps have all
@@ -479,7 +527,7 @@ class SQLiteStore:
                    AND (:step_status IS NOT NULL OR :since IS NULL OR j.finished_at >= :since)
                  ORDER BY j.id LIMIT :limit"""
         params = {"step_status": step_status, "since": since, "limit": limit}
-        return await self._call(lambda db: [r["id"] for r in db.query(sql, params)])
+        return await self._call(lambda conn: [r[0] for r in conn.execute(sql, params)])
 
     async def release_step(self, step: Step, now: float) -> None:
         """Gives a running step back to the queue (shutdown): it runs again on the next start."""
@@ -488,74 +536,86 @@ class SQLiteStore:
             " attempts = MAX(attempts - 1, 0), updated_at = ?"
             " WHERE id = ? AND status = 'running' AND attempts = ?"
         )
-        await self._call(lambda db: db.execute(sql, [now, now, step.id, step.attempts]))
+        values = (now, now, step.id, step.attempts)
+        await self._call(lambda conn: conn.execute(sql, values).rowcount)
 
     async def replay(self, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:
         return await self._call(_replay, job_id, steps, force, now)
 
 
 # ---- operations, each run on the store's thread inside a savepoint ---------------------
+# Each SQL text below is a constant: sqlite3 compiles it once and finds it in its cache.
 
-_JOB_COLUMNS = [f for f in Job.__struct_fields__]
+_SQL_JOB = f"SELECT {_JOB_FIELDS} FROM jobs WHERE id = ?"  # noqa: S608
+_SQL_JOB_BY_KEY = f"SELECT {_JOB_FIELDS} FROM jobs WHERE idempotency_key = ?"  # noqa: S608
+_SQL_INSERT_JOB = f"INSERT INTO jobs ({_JOB_FIELDS}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"  # noqa: S608
 
 
-def _create_job(db: Database, job: Job, max_chain_cost: float | None) -> tuple[Job, bool]:
+def _create_job(
+    conn: sqlite3.Connection, job: Job, max_chain_cost: float | None
+) -> tuple[Job, bool]:
     if job.idempotency_key:
-        row = next(
-            db.query("SELECT * FROM jobs WHERE idempotency_key = ?", [job.idempotency_key]), None
-        )
+        row = conn.execute(_SQL_JOB_BY_KEY, (job.idempotency_key,)).fetchone()
         if row is not None:
             return _job(row), False
     if max_chain_cost is not None and job.parent_id:
         # Checked and inserted in one transaction: sibling follow-ups cannot both slip in.
-        spent = _chain_cost(db, job.parent_id)
+        spent = _chain_cost(conn, job.parent_id)
         if spent + (job.cost or 0.0) > max_chain_cost:
             raise BudgetExceeded(
                 f"budget: the chain has cost {spent:.4f} and this follow-up would add "
                 f"{job.cost or 0.0:.4f}, over max_chain_cost {max_chain_cost:.4f}"
             )
-    values = msgspec.structs.asdict(job)
-    for name in _JSON_FIELDS["jobs"]:
-        values[name] = None if values[name] is None else _encode(values[name])
-    columns = ", ".join(_JOB_COLUMNS)
-    marks = ", ".join(f":{c}" for c in _JOB_COLUMNS)
-    db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})", values)  # noqa: S608
+    values = list(msgspec.structs.astuple(job))
+    for i in _JOB_JSON:
+        if values[i] is not None:
+            values[i] = _encode(values[i])
+    conn.execute(_SQL_INSERT_JOB, values)
     return job, True
 
 
-def _get_job(db: Database, job_id: str) -> Job | None:
-    row = next(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]), None)
+def _get_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    row = conn.execute(_SQL_JOB, (job_id,)).fetchone()
+    return None if row is None else _job(row)
+
+
+def _job_by_key(conn: sqlite3.Connection, idempotency_key: str) -> Job | None:
+    row = conn.execute(_SQL_JOB_BY_KEY, (idempotency_key,)).fetchone()
     return None if row is None else _job(row)
 
 
 def _list_jobs(
-    db: Database,
+    conn: sqlite3.Connection,
     status: str | None,
     model: str | None,
     tag: str | None,
     limit: int,
     cursor: str | None,
 ) -> list[Job]:
-    sql = """SELECT * FROM jobs
+    sql = f"""SELECT {_JOB_FIELDS} FROM jobs
              WHERE (:status IS NULL OR status = :status)
                AND (:model IS NULL OR model = :model)
                AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(jobs.tags)
                                             WHERE json_each.value = :tag))
                AND (:cursor IS NULL OR id < :cursor)
-             ORDER BY id DESC LIMIT :limit"""
+             ORDER BY id DESC LIMIT :limit"""  # noqa: S608
     params = {"status": status, "model": model, "tag": tag, "cursor": cursor, "limit": limit}
-    return [_job(r) for r in db.query(sql, params)]
+    return [_job(r) for r in conn.execute(sql, params)]
 
 
 def _set_job(
-    db: Database, job_id: str, assignments: str, values: list[Any], condition: str = "1"
+    conn: sqlite3.Connection,
+    job_id: str,
+    assignments: str,
+    values: list[Any],
+    condition: str = "1",
 ) -> int:
     sql = f"UPDATE jobs SET {assignments}, updated_at = (julianday('now') - 2440587.5) * 86400.0 WHERE id = ? AND {condition}"  # noqa: S608, E501
-    return db.execute(sql, [*values, job_id]).rowcount
+    return conn.execute(sql, [*values, job_id]).rowcount
 
 
-def _chain_cost(db: Database, job_id: str) -> float:
-    row = db.execute(
+def _chain_cost(conn: sqlite3.Connection, job_id: str) -> float:
+    row = conn.execute(
         """WITH RECURSIVE
              up(id, parent_id) AS (
                SELECT id, parent_id FROM jobs WHERE id = ?
@@ -564,19 +624,19 @@ def _chain_cost(db: Database, job_id: str) -> float:
                SELECT id, cost FROM jobs WHERE id = (SELECT id FROM up WHERE parent_id IS NULL)
                UNION ALL SELECT j.id, j.cost FROM jobs j JOIN down ON j.parent_id = down.id)
            SELECT COALESCE(SUM(cost), 0) FROM down""",
-        [job_id],
+        (job_id,),
     ).fetchone()
     return float(row[0])
 
 
-def _set_job_where(db: Database, assignments: str, condition: str) -> int:
+def _set_job_where(conn: sqlite3.Connection, assignments: str, condition: str) -> int:
     sql = f"UPDATE jobs SET {assignments} WHERE {condition}"  # noqa: S608
-    return db.execute(sql).rowcount
+    return conn.execute(sql).rowcount
 
 
-def _mark_submitted(db: Database, job_id: str, task_id: str, poll_at: float) -> None:
+def _mark_submitted(conn: sqlite3.Connection, job_id: str, task_id: str, poll_at: float) -> None:
     # A fast callback may have finished the job already: never move it back.
-    db.execute(
+    conn.execute(
         """UPDATE jobs SET upstream_task_id = COALESCE(upstream_task_id, ?),
                status = CASE WHEN status = 'accepted' THEN 'submitted' ELSE status END,
                submit_state = NULL,
@@ -584,24 +644,24 @@ def _mark_submitted(db: Database, job_id: str, task_id: str, poll_at: float) -> 
                next_attempt_at = CASE WHEN status = 'accepted' THEN ? ELSE next_attempt_at END,
                updated_at = (julianday('now') - 2440587.5) * 86400.0
            WHERE id = ?""",
-        [task_id, poll_at, job_id],
+        (task_id, poll_at, job_id),
     )
 
 
-def _claim_submissions(db: Database, now: float, limit: int) -> list[Job]:
-    rows = db.query(
-        """UPDATE jobs SET submit_state = 'inflight', submit_attempts = submit_attempts + 1
-           WHERE id IN (SELECT id FROM jobs WHERE status = 'accepted'
-                          AND submit_state = 'waiting' AND next_attempt_at <= ?
-                        ORDER BY next_attempt_at LIMIT ?)
-           RETURNING *""",
-        [now, limit],
-    )
-    return [_job(r) for r in rows]
+_SQL_CLAIM_SUBMISSIONS = f"""UPDATE jobs SET submit_state = 'inflight',
+           submit_attempts = submit_attempts + 1
+       WHERE id IN (SELECT id FROM jobs WHERE status = 'accepted'
+                      AND submit_state = 'waiting' AND next_attempt_at <= ?
+                    ORDER BY next_attempt_at LIMIT ?)
+       RETURNING {_JOB_FIELDS}"""  # noqa: S608
+
+
+def _claim_submissions(conn: sqlite3.Connection, now: float, limit: int) -> list[Job]:
+    return [_job(r) for r in conn.execute(_SQL_CLAIM_SUBMISSIONS, (now, limit)).fetchall()]
 
 
 def _finish_job(
-    db: Database,
+    conn: sqlite3.Connection,
     job_id: str,
     status: str,
     output: dict[str, Any] | None,
@@ -610,11 +670,11 @@ def _finish_job(
     steps: list[PlannedStep],
     now: float,
 ) -> bool:
-    changed = db.execute(
+    changed = conn.execute(
         """UPDATE jobs SET status = ?, output = ?, outputs = ?, error = ?, finished_at = ?,
                updated_at = ?, next_attempt_at = NULL, submit_state = NULL
            WHERE id = ? AND status IN ('accepted', 'submitted')""",
-        [
+        (
             status,
             None if output is None else _encode(output),
             _encode(outputs),
@@ -622,17 +682,19 @@ def _finish_job(
             now,
             now,
             job_id,
-        ],
+        ),
     ).rowcount
     if changed:
-        _insert_steps(db, job_id, steps, 0, now)
+        _insert_steps(conn, job_id, steps, 0, now)
     return bool(changed)
 
 
 def _insert_steps(
-    db: Database, job_id: str, steps: list[PlannedStep], generation: int, now: float
+    conn: sqlite3.Connection, job_id: str, steps: list[PlannedStep], generation: int, now: float
 ) -> None:
-    db.conn.executemany(
+    if not steps:
+        return
+    conn.executemany(
         """INSERT INTO steps (job_id, rule, position, handler, generation, status,
                               next_run_at, created_at, updated_at)
            VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)""",
@@ -640,8 +702,13 @@ def _insert_steps(
     )
 
 
+_SQL_DUPLICATE = """SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND status = ?
+                        AND (processed_at IS NULL OR verified = 1 OR source = 'poll'))
+           OR EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status = ?)"""
+
+
 def _record_callback(
-    db: Database,
+    conn: sqlite3.Connection,
     job_id: str,
     task_id: str | None,
     status: str,
@@ -652,7 +719,7 @@ def _record_callback(
     """Stores a callback; a repeat of a result already recorded is marked duplicate.
 
     Raises ``NotFound`` for an unknown job and ``Conflict`` for another task's callback."""
-    job = db.execute("SELECT upstream_task_id FROM jobs WHERE id = ?", [job_id]).fetchone()
+    job = conn.execute("SELECT upstream_task_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     if job[0] and task_id and task_id != job[0]:
@@ -660,34 +727,34 @@ def _record_callback(
     if task_id and not job[0]:
         # The create answer never reached us (or has not yet): the callback tells the task,
         # and the job is the upstream's from now on (polled if nothing more comes).
-        _adopt(db, job_id, task_id, poll_at)
-    duplicate = db.execute(
-        """SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND status = ?
-                            AND (processed_at IS NULL OR verified = 1 OR source = 'poll'))
-               OR EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status = ?)""",
-        [job_id, status, job_id, status],
-    ).fetchone()[0]
+        _adopt(conn, job_id, task_id, poll_at)
+    duplicate = conn.execute(_SQL_DUPLICATE, (job_id, status, job_id, status)).fetchone()[0]
     processed = now if duplicate else None
     return _insert_event(
-        db, job_id, "callback", task_id, status, payload, now, bool(duplicate), processed
+        conn, job_id, "callback", task_id, status, payload, now, bool(duplicate), processed
     )
 
 
-def _adopt(db: Database, job_id: str, task_id: str, poll_at: float) -> int:
+def _adopt(conn: sqlite3.Connection, job_id: str, task_id: str, poll_at: float) -> int:
     """The job's task is ``task_id`` (told by a callback, or by an operator): the job is the
     upstream's from now on, and is polled at ``poll_at`` if nothing else comes."""
-    return db.execute(
+    return conn.execute(
         """UPDATE jobs SET upstream_task_id = ?,
                status = CASE WHEN status = 'accepted' THEN 'submitted' ELSE status END,
                submit_state = NULL, next_attempt_at = CASE WHEN status = 'accepted'
                                                       THEN ? ELSE next_attempt_at END
            WHERE id = ? AND upstream_task_id IS NULL""",
-        [task_id, poll_at, job_id],
+        (task_id, poll_at, job_id),
     ).rowcount
 
 
+_SQL_INSERT_EVENT = """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
+                               duplicate, verified, processed_at, next_attempt_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
 def _insert_event(
-    db: Database,
+    conn: sqlite3.Connection,
     job_id: str,
     source: str,
     task_id: str | None,
@@ -698,70 +765,103 @@ def _insert_event(
     processed_at: float | None,
 ) -> Event:
     verified = True if source == "poll" else None
-    row = next(
-        db.query(
-            """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
-                               duplicate, verified, processed_at, next_attempt_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
-            [
-                job_id,
-                source,
-                task_id,
-                status,
-                _encode(payload),
-                now,
-                duplicate,
-                verified,
-                processed_at,
-                now,
-            ],
-        )
+    values = (
+        job_id,
+        source,
+        task_id,
+        status,
+        _encode(payload),
+        now,
+        duplicate,
+        verified,
+        processed_at,
+        now,
     )
-    return _event(row)
-
-
-def _claim_step(db: Database, now: float, lease_until: float) -> Step | None:
-    row = next(
-        db.query(
-            """UPDATE steps SET status = 'running', attempts = attempts + 1, lease_until = ?,
-               updated_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?)
-           WHERE id = (
-               SELECT s.id FROM steps s
-               WHERE s.status IN ('pending', 'retrying') AND s.next_run_at <= ?
-                 AND NOT EXISTS (
-                     SELECT 1 FROM steps p
-                     WHERE p.job_id = s.job_id AND p.rule = s.rule
-                       AND p.generation = s.generation AND p.position < s.position
-                       AND p.status != 'succeeded')
-               ORDER BY s.next_run_at, s.id LIMIT 1)
-           RETURNING *""",
-            [lease_until, now, now, now],
-        ),
-        None,
+    event_id = conn.execute(_SQL_INSERT_EVENT, values).lastrowid
+    # The row is what was just written: no need to read it back.
+    return Event(
+        id=event_id,
+        job_id=job_id,
+        source=source,
+        task_id=task_id,
+        status=status,
+        payload=payload,
+        received_at=now,
+        duplicate=duplicate,
+        verified=verified,
+        processed_at=processed_at,
     )
-    return None if row is None else _step(row)
 
 
-def _prior_results(db: Database, step: Step) -> dict[str, dict[str, Any]]:
-    rows = db.query(
+_SQL_PENDING_EVENTS = f"""SELECT {_EVENT_FIELDS} FROM events
+       WHERE processed_at IS NULL AND next_attempt_at <= ?
+       ORDER BY next_attempt_at, id LIMIT ?"""  # noqa: S608
+
+
+def _pending_events(conn: sqlite3.Connection, now: float, limit: int) -> list[Event]:
+    return [_event(r) for r in conn.execute(_SQL_PENDING_EVENTS, (now, limit))]
+
+
+def _finish_event(
+    conn: sqlite3.Connection, event_id: int, verified: bool | None, note: str | None, now: float
+) -> None:
+    conn.execute(
+        "UPDATE events SET processed_at = ?, verified = ?, note = ? WHERE id = ?",
+        (now, verified, note, event_id),
+    )
+
+
+_SQL_CLAIM_STEP = f"""UPDATE steps SET status = 'running', attempts = attempts + 1,
+           lease_until = ?, updated_at = ?, first_attempt_at = COALESCE(first_attempt_at, ?)
+       WHERE id = (
+           SELECT s.id FROM steps s
+           WHERE s.status IN ('pending', 'retrying') AND s.next_run_at <= ?
+             AND NOT EXISTS (
+                 SELECT 1 FROM steps p
+                 WHERE p.job_id = s.job_id AND p.rule = s.rule
+                   AND p.generation = s.generation AND p.position < s.position
+                   AND p.status != 'succeeded')
+           ORDER BY s.next_run_at, s.id LIMIT 1)
+       RETURNING {_STEP_FIELDS}"""  # noqa: S608
+
+
+def _claim_step(conn: sqlite3.Connection, now: float, lease_until: float) -> Step | None:
+    rows = conn.execute(_SQL_CLAIM_STEP, (lease_until, now, now, now)).fetchall()
+    return _step(rows[0]) if rows else None
+
+
+def _step_succeeded(
+    conn: sqlite3.Connection, step_id: int, attempts: int, result: bytes, now: float
+) -> bool:
+    changed = conn.execute(
+        """UPDATE steps SET status = 'succeeded', result = ?, last_error = NULL,
+               lease_until = NULL, updated_at = ?
+           WHERE id = ? AND status = 'running' AND attempts = ?""",
+        (result, now, step_id, attempts),
+    ).rowcount
+    return changed == 1
+
+
+def _prior_results(conn: sqlite3.Connection, step: Step) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
         """SELECT handler, result FROM steps WHERE job_id = ? AND rule = ? AND generation = ?
                AND position < ? AND status = 'succeeded' ORDER BY position""",
-        [step.job_id, step.rule, step.generation, step.position],
+        (step.job_id, step.rule, step.generation, step.position),
     )
-    return {r["handler"]: msgspec.json.decode(r["result"] or b"{}") for r in rows}
+    return {handler: _decode(result or b"{}") for handler, result in rows}
 
 
-def _prune(db: Database, before: float, limit: int) -> int:
+def _prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
     ids = [
         r[0]
-        for r in db.execute(
+        for r in conn.execute(
             """SELECT id FROM jobs j
            WHERE j.status IN ('completed', 'failed', 'rejected')
              AND COALESCE(j.finished_at, j.updated_at) < ?
              AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.job_id = j.id
                                AND s.status NOT IN ('succeeded', 'dead'))
            LIMIT ?""",
-            [before, limit],
+            (before, limit),
         )
     ]
     if not ids:
@@ -773,30 +873,32 @@ def _prune(db: Database, before: float, limit: int) -> int:
         f"DELETE FROM steps WHERE job_id IN ({marks})",  # noqa: S608
         f"DELETE FROM jobs WHERE id IN ({marks})",  # noqa: S608
     ):
-        db.execute(sql, ids)
+        conn.execute(sql, ids)
     return len(ids)
 
 
-def _replay(db: Database, job_id: str, steps: list[PlannedStep], force: bool, now: float) -> int:
+def _replay(
+    conn: sqlite3.Connection, job_id: str, steps: list[PlannedStep], force: bool, now: float
+) -> int:
     """Revives unfinished steps; adds rules that now match; with ``force`` reruns all."""
     if force:
-        generation = db.execute(
-            "SELECT COALESCE(MAX(generation), -1) + 1 FROM steps WHERE job_id = ?", [job_id]
+        generation = conn.execute(
+            "SELECT COALESCE(MAX(generation), -1) + 1 FROM steps WHERE job_id = ?", (job_id,)
         ).fetchone()[0]
-        _insert_steps(db, job_id, steps, generation, now)
+        _insert_steps(conn, job_id, steps, generation, now)
         return len(steps)
-    revived = db.execute(
+    revived = conn.execute(
         """UPDATE steps SET status = 'pending', attempts = 0, next_run_at = ?, updated_at = ?,
                first_attempt_at = NULL
            WHERE job_id = ? AND status IN ('dead', 'retrying')""",
-        [now, now, job_id],
+        (now, now, job_id),
     ).rowcount
     existing = {
-        r[0] for r in db.execute("SELECT DISTINCT rule FROM steps WHERE job_id = ?", [job_id])
+        r[0] for r in conn.execute("SELECT DISTINCT rule FROM steps WHERE job_id = ?", (job_id,))
     }
     fresh = [s for s in steps if s.rule not in existing]
-    generation = db.execute(
-        "SELECT COALESCE(MAX(generation), 0) FROM steps WHERE job_id = ?", [job_id]
+    generation = conn.execute(
+        "SELECT COALESCE(MAX(generation), 0) FROM steps WHERE job_id = ?", (job_id,)
     ).fetchone()[0]
-    _insert_steps(db, job_id, fresh, generation, now)
+    _insert_steps(conn, job_id, fresh, generation, now)
     return revived + len(fresh)
