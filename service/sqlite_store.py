@@ -113,6 +113,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL;
     """,
+    # 4: the tag filter reads an index, not every job's tags (jobs are never re-tagged)
+    """
+    CREATE TABLE job_tags (
+        tag TEXT NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        PRIMARY KEY (tag, job_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_tags_job ON job_tags(job_id);
+    INSERT INTO job_tags (tag, job_id)
+        SELECT DISTINCT json_each.value, jobs.id FROM jobs, json_each(CAST(jobs.tags AS TEXT))
+        WHERE json_each.type = 'text';
+    """,
 ]
 
 _JSON_FIELDS = {
@@ -513,7 +525,7 @@ class SQLiteStore:
 
     async def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` jobs that ended before ``before`` and whose steps have all
-        settled, with their events and steps. Returns how many jobs went."""
+        settled, with their events, steps and tags. Returns how many jobs went."""
         return await self._call(_prune, before, limit)
 
     async def replay_candidates(
@@ -549,6 +561,7 @@ class SQLiteStore:
 _SQL_JOB = f"SELECT {_JOB_FIELDS} FROM jobs WHERE id = ?"  # noqa: S608
 _SQL_JOB_BY_KEY = f"SELECT {_JOB_FIELDS} FROM jobs WHERE idempotency_key = ?"  # noqa: S608
 _SQL_INSERT_JOB = f"INSERT INTO jobs ({_JOB_FIELDS}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"  # noqa: S608
+_SQL_INSERT_TAG = "INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"
 
 
 def _create_job(
@@ -571,6 +584,8 @@ def _create_job(
         if values[i] is not None:
             values[i] = _encode(values[i])
     conn.execute(_SQL_INSERT_JOB, values)
+    if job.tags:
+        conn.executemany(_SQL_INSERT_TAG, [(t, job.id) for t in job.tags if isinstance(t, str)])
     return job, True
 
 
@@ -592,15 +607,26 @@ def _list_jobs(
     limit: int,
     cursor: str | None,
 ) -> list[Job]:
-    sql = f"""SELECT {_JOB_FIELDS} FROM jobs
-             WHERE (:status IS NULL OR status = :status)
-               AND (:model IS NULL OR model = :model)
-               AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(jobs.tags)
-                                            WHERE json_each.value = :tag))
-               AND (:cursor IS NULL OR id < :cursor)
-             ORDER BY id DESC LIMIT :limit"""  # noqa: S608
-    params = {"status": status, "model": model, "tag": tag, "cursor": cursor, "limit": limit}
-    return [_job(r) for r in conn.execute(sql, params)]
+    """Newest first (ids sort by time), after ``cursor`` when given. Only the filters given
+    are in the SQL, so that an index serves them; a tag is looked up in ``job_tags``."""
+    if tag is None:
+        source, id_column, conditions, params = "jobs", "id", [], []
+    else:
+        # job_tags first (CROSS JOIN keeps that order): the tag's entries, newest first.
+        source = "job_tags CROSS JOIN jobs ON jobs.id = job_tags.job_id"
+        id_column, conditions, params = "job_tags.job_id", ["job_tags.tag = ?"], [tag]
+    if status is not None:
+        conditions.append("status = ?")
+        params.append(status)
+    if model is not None:
+        conditions.append("model = ?")
+        params.append(model)
+    if cursor is not None:
+        conditions.append(f"{id_column} < ?")
+        params.append(cursor)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"SELECT {_JOB_FIELDS} FROM {source}{where} ORDER BY {id_column} DESC LIMIT ?"  # noqa: S608
+    return [_job(r) for r in conn.execute(sql, [*params, limit])]
 
 
 def _set_job(
@@ -867,10 +893,11 @@ def _prune(conn: sqlite3.Connection, before: float, limit: int) -> int:
     if not ids:
         return 0
     marks = ",".join("?" * len(ids))
-    for sql in (
+    for sql in (  # the rows that refer to the jobs go first (foreign keys)
         f"UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({marks})",  # noqa: S608
         f"DELETE FROM events WHERE job_id IN ({marks})",  # noqa: S608
         f"DELETE FROM steps WHERE job_id IN ({marks})",  # noqa: S608
+        f"DELETE FROM job_tags WHERE job_id IN ({marks})",  # noqa: S608
         f"DELETE FROM jobs WHERE id IN ({marks})",  # noqa: S608
     ):
         conn.execute(sql, ids)

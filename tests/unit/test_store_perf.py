@@ -1,5 +1,6 @@
 """The SQLite store's fast path keeps its guarantees: group commit isolates the operations of a
-group from each other, and the tag filter returns the jobs the old ``json_each`` scan returned.
+group from each other, and the tag filter (an index table since migration 4) returns the jobs
+the old ``json_each`` scan returned, on a new database and on one migrated from version 3.
 
 Real SQLite files in ``tmp_path``, through the ``SQLiteStore`` API."""
 
@@ -12,11 +13,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from service import sqlite_store
 from service.errors import NotFound
-from service.sqlite_store import SQLiteStore
+from service.sqlite_store import MIGRATIONS, SQLiteStore
 from service.store import Job
 
 NOW = 1_700_000_000.0
@@ -242,3 +244,77 @@ def test_tag_filter_matches_the_old_scan_with_filters_and_cursor(tmp_path: Path)
         assert seen[tag, "model/b"] == old_filter(path, tag, model="model/b")
         assert seen[tag, "cursor"] == old_filter(path, tag, cursor="job_0030", limit=4)
     assert seen["rare", "completed"] == ["job_0056", "job_0028"]
+
+
+def make_version_3(path: Path, jobs: list[Job]) -> None:
+    """A database as taskhook left it before migration 4, with jobs in it."""
+    columns = list(Job.__struct_fields__)
+    json_fields = set(sqlite_store._JSON_FIELDS["jobs"])
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        for script in MIGRATIONS[:3]:
+            for statement in filter(str.strip, script.split(";")):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        for job in jobs:
+            values = msgspec.structs.asdict(job)
+            row = [
+                msgspec.json.encode(values[c]) if c in json_fields else values[c] for c in columns
+            ]
+            marks = ", ".join("?" * len(columns))
+            conn.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks})", row)
+        # a row written as TEXT rather than a BLOB reads the same
+        conn.execute("UPDATE jobs SET tags = CAST(tags AS TEXT) WHERE id = 'job_0014'")
+        conn.execute("COMMIT")
+
+
+def test_tag_filter_on_a_database_migrated_from_version_3(tmp_path: Path) -> None:
+    path = tmp_path / "taskhook.db"
+    finished = {14: "completed", 20: "failed"}
+    jobs = [
+        make_job(
+            n,
+            tags_for(n),
+            status=finished.get(n, "submitted"),
+            finished_at=NOW if n in finished else None,
+        )
+        for n in range(1, 41)
+    ]
+    make_version_3(path, jobs)
+    before = {tag: old_filter(path, tag) for tag in ("even", "rare", "five", "none")}
+    assert before["rare"] == ["job_0035", "job_0028", "job_0021", "job_0014", "job_0007"]
+
+    async def main() -> dict[str, Any]:
+        store = SQLiteStore(str(path))
+        await store.open()
+        try:
+            seen: dict[str, Any] = {tag: await list_ids(store, tag=tag) for tag in before}
+            seen["rare", "cursor"] = await list_ids(store, tag="rare", cursor="job_0028")
+            await store.create_job(make_job(41, ["rare", "new"]))
+            seen["after create"] = await list_ids(store, tag="rare")
+            seen["new"] = await list_ids(store, tag="new")
+            seen["pruned"] = await store.prune(NOW + 1, 100)
+            seen["after prune"] = await list_ids(store, tag="rare")
+            seen["five after prune"] = await list_ids(store, tag="five")
+            return seen
+        finally:
+            await store.close()
+
+    seen = asyncio.run(main())
+    for tag, ids in before.items():
+        assert seen[tag] == ids
+    assert seen["rare", "cursor"] == ["job_0021", "job_0014", "job_0007"]
+    assert seen["after create"] == ["job_0041", *before["rare"]]
+    assert seen["new"] == ["job_0041"]
+    assert seen["pruned"] == 2  # job_0014 and job_0020, tags and all
+    assert seen["after prune"] == ["job_0041", "job_0035", "job_0028", "job_0021", "job_0007"]
+    assert "job_0020" not in seen["five after prune"] and "job_0015" in seen["five after prune"]
+    assert rows(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    tagged = rows(path, "SELECT tag, job_id FROM job_tags ORDER BY job_id, tag")
+    expected = sorted(
+        {(t, f"job_{n:04d}") for n in range(1, 41) if n not in finished for t in tags_for(n)}
+        | {("rare", "job_0041"), ("new", "job_0041")},
+        key=lambda pair: (pair[1], pair[0]),
+    )
+    assert tagged == expected
+    assert seen["after prune"] == old_filter(path, "rare")
