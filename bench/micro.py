@@ -1,30 +1,32 @@
 """Micro-benchmarks of two costs the profiles point at, each in a process of its own.
 
     python -m bench.micro store  --db FILE --jobs FILE --ops N --concurrency C
-                                 [--fixed-savepoints] [--batched-settle]
-    python -m bench.micro sql    --db FILE --jobs FILE --ops N [--plain]
-    python -m bench.micro client --url URL --requests N --concurrency C --keepalive K
+    python -m bench.micro sql    --db FILE --jobs FILE --ops N
+    python -m bench.micro client --url URL --requests N --concurrency C
+    python -m bench.micro client --url URL --requests N --concurrency C --httpx [--keepalive K]
     python -m bench.micro client --url URL --requests N --concurrency C --minimal
 
 ``store``: ``SQLiteStore.record_callback`` for N distinct stored jobs, C at a time, from an
-asyncio loop, as the callback receiver calls it (group commit on the store's thread), with
-no HTTP at all. ``--fixed-savepoints`` gives sqlite_utils' ``Database.atomic`` a constant
-savepoint name instead of ``secrets.token_hex(16)``: a random name makes every SAVEPOINT and
-RELEASE a new SQL text, which costs an ``os.urandom`` call, a statement compilation, and
-evicts the statements the store runs from sqlite3's statement cache (128 entries).
-``--batched-settle`` hands each group's results to the loop with one
-``call_soon_threadsafe`` instead of one per operation (each is a write to the loop's
-self-pipe).
+event loop, as the callback receiver calls it (group commit on the store's thread), with no
+HTTP at all.
 
-``sql``: the same work on one thread without asyncio, in groups of 64: the store's own
-``_record_callback`` through sqlite_utils, or the same statements on plain sqlite3.
+``sql``: the same work on one thread without an event loop: the store's own
+``_record_callback``, each in its own savepoint (the store's ``_attempt``), in groups of 64
+per transaction as the store's thread commits them, on a connection the store's own
+``_Worker._connect`` opened (its pragmas, its statement cache). The difference from
+``store`` is what the loop, the queue and the hand-back of results cost.
 
-``client``: N GETs through an ``httpx.AsyncClient`` with the service's pool settings
-(``max_connections=100``, ``max_keepalive_connections`` = K), C at a time, as the loop that
-verifies callbacks makes them (32 at a time), against a no-op server; ``--minimal``: the
-same GETs written and read on raw asyncio streams (no pool, no parsing library): the floor.
+``client``: N GETs, C at a time (the loop that verifies callbacks makes 32 at a time),
+against a no-op server, through the service's own client: the ``aiohttp.ClientSession`` of
+``service.http.new_session()``, each response read whole as ``service.upstream`` reads it.
+``--httpx``: the same GETs through an ``httpx.AsyncClient`` with the pool settings the
+service used before aiohttp (``max_connections=100``, ``max_keepalive_connections`` = K), for
+comparison. ``--minimal``: the same GETs written and read on raw asyncio streams (no pool,
+no parsing library): the floor.
 
-Each prints one JSON line: wall seconds, process CPU seconds, operations/s, CPU µs per op.
+Every mode with an event loop runs it on uvloop when it is installed, as the service does
+(uvicorn picks it), else on asyncio's own loop. Each prints one JSON line: wall seconds,
+process CPU seconds, operations/s, CPU µs per op, and the loop.
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+PAYLOAD = {"status": "completed", "data": {"image_url": "https://cdn.example.com/x.png"}}
 
 
 def cpu() -> float:
@@ -43,72 +48,84 @@ def cpu() -> float:
     return times.user + times.system
 
 
-def batched_settle() -> None:
-    """What-if: the store thread hands a group's results to the loop with one
-    ``call_soon_threadsafe`` (one self-pipe write) instead of one per operation."""
-    from service import sqlite_store
+def result(ops: int, wall: float, used: float) -> dict[str, Any]:
+    return {
+        "ops": ops,
+        "wall": wall,
+        "cpu": used,
+        "ops_per_s": ops / wall,
+        "cpu_us_per_op": used / ops * 1e6,
+    }
 
-    def settle_all(items: list[tuple[Any, Any, Any]]) -> None:
-        for future, result, error in items:
-            sqlite_store._settle(future, result, error)
 
-    def commit(self: Any, db: Any, batch: list[Any]) -> None:
-        outcomes: list[tuple[Any, Any, Any]] = []
-        try:
-            with db.atomic():
-                for fn, fn_args, future in batch:
-                    outcomes.append((future, *sqlite_store._attempt(db, fn, fn_args)))
-        except BaseException as exc:
-            outcomes = [(future, None, exc) for _, _, future in batch]
-        by_loop: dict[Any, list[tuple[Any, Any, Any]]] = {}
-        for item in outcomes:
-            by_loop.setdefault(item[0].get_loop(), []).append(item)
-        for loop, items in by_loop.items():
-            loop.call_soon_threadsafe(settle_all, items)
+def read_jobs(path: str, limit: int) -> list[list[str]]:
+    with open(path) as f:
+        return [line.split("\t") for line in f.read().splitlines() if line][:limit]
 
-    sqlite_store._Worker._commit = commit  # type: ignore[method-assign]
+
+def run_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Runs ``main`` on uvloop when it is installed (the service's loop), else on asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return {**asyncio.run(main), "loop": "asyncio"}
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return {**runner.run(main), "loop": "uvloop"}
+
+
+async def timed(concurrency: int, worker: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``concurrency`` copies of ``worker`` run together."""
+    started, cpu0 = time.monotonic(), cpu()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.monotonic() - started, cpu() - cpu0
+
+
+# ---- the store -----------------------------------------------------------------------------
 
 
 async def run_store(args: argparse.Namespace) -> dict[str, Any]:
-    if args.batched_settle:
-        batched_settle()
-    if args.fixed_savepoints:
-        import types
-
-        import sqlite_utils.db
-
-        sqlite_utils.db.secrets = types.SimpleNamespace(  # type: ignore[attr-defined]
-            token_hex=lambda n: "s" * (2 * n)
-        )
     from service.sqlite_store import SQLiteStore
 
-    with open(args.jobs) as f:
-        jobs = [line.split("\t") for line in f.read().splitlines() if line]
-    jobs = jobs[: args.ops]
+    jobs = read_jobs(args.jobs, args.ops)
     store = SQLiteStore(args.db)
     await store.open()
     queue = list(reversed(jobs))
-    payload = {"status": "completed", "data": {"image_url": "https://cdn.example.com/x.png"}}
 
     async def worker() -> None:
         while queue:
             job_id, task_id = queue.pop()
             now = time.time()
             await store.record_callback(
-                job_id, task_id, "completed", {"task_id": task_id, **payload}, now, now + 900
+                job_id, task_id, "completed", {"task_id": task_id, **PAYLOAD}, now, now + 900
             )
 
-    started, cpu0 = time.monotonic(), cpu()
-    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    wall, used = time.monotonic() - started, cpu() - cpu0
+    wall, used = await timed(args.concurrency, worker)
     await store.close()
-    return {
-        "ops": len(jobs),
-        "wall": wall,
-        "cpu": used,
-        "ops_per_s": len(jobs) / wall,
-        "cpu_us_per_op": used / len(jobs) * 1e6,
-    }
+    return result(len(jobs), wall, used)
+
+
+def run_sql(args: argparse.Namespace) -> dict[str, Any]:
+    """``_record_callback`` on one thread, groups of 64 in one transaction, no event loop."""
+    from service.sqlite_store import _attempt, _record_callback, _Worker
+
+    jobs = read_jobs(args.jobs, args.ops)
+    conn = _Worker(args.db)._connect()
+    started, cpu0 = time.monotonic(), cpu()
+    for i in range(0, len(jobs), 64):
+        conn.execute("BEGIN IMMEDIATE")
+        for job_id, task_id in jobs[i : i + 64]:
+            now = time.time()
+            values = (job_id, task_id, "completed", {"task_id": task_id, **PAYLOAD}, now, now)
+            _, error = _attempt(conn, _record_callback, values)
+            if error:
+                raise error
+        conn.execute("COMMIT")
+    wall, used = time.monotonic() - started, cpu() - cpu0
+    conn.close()
+    return {**result(len(jobs), wall, used), "loop": "none"}
+
+
+# ---- the outgoing HTTP client ----------------------------------------------------------------
 
 
 async def run_minimal_client(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,21 +156,39 @@ async def run_minimal_client(args: argparse.Namespace) -> dict[str, Any]:
             await reader.readexactly(length)
         writer.close()
 
-    started, cpu0 = time.monotonic(), cpu()
-    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    wall, used = time.monotonic() - started, cpu() - cpu0
-    return {
-        "ops": args.requests,
-        "wall": wall,
-        "cpu": used,
-        "ops_per_s": args.requests / wall,
-        "cpu_us_per_op": used / args.requests * 1e6,
-    }
+    wall, used = await timed(args.concurrency, worker)
+    return result(args.requests, wall, used)
 
 
-async def run_client(args: argparse.Namespace) -> dict[str, Any]:
-    if args.minimal:
-        return await run_minimal_client(args)
+async def run_aiohttp_client(args: argparse.Namespace) -> dict[str, Any]:
+    """The service's client: ``service.http.new_session()``, responses read as
+    ``service.upstream.UpstreamClient`` reads them."""
+    from service import http
+
+    async with http.new_session() as session:
+
+        async def get() -> None:
+            async with session.get(args.url, allow_redirects=False) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}")
+
+        for _ in range(50):  # warm-up
+            await get()
+        remaining = args.requests
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await get()
+
+        wall, used = await timed(args.concurrency, worker)
+    return result(args.requests, wall, used)
+
+
+async def run_httpx_client(args: argparse.Namespace) -> dict[str, Any]:
+    """For comparison: the client the service used before aiohttp."""
     import httpx
 
     limits = httpx.Limits(
@@ -170,79 +205,19 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
                 remaining -= 1
                 (await client.get(args.url)).raise_for_status()
 
-        started, cpu0 = time.monotonic(), cpu()
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-        wall, used = time.monotonic() - started, cpu() - cpu0
-    return {
-        "ops": args.requests,
-        "wall": wall,
-        "cpu": used,
-        "ops_per_s": args.requests / wall,
-        "cpu_us_per_op": used / args.requests * 1e6,
-    }
+        wall, used = await timed(args.concurrency, worker)
+    return result(args.requests, wall, used)
 
 
-def run_sql(args: argparse.Namespace) -> dict[str, Any]:
-    """record_callback's work on one thread, in groups of 64 in one transaction, no asyncio:
-    the store's own function (sqlite_utils, a savepoint with a random name, RETURNING * into
-    an Event) or, with ``--plain``, the same statements on plain sqlite3 (cached statements,
-    one savepoint name, the inserted row's id only)."""
-    import sqlite3
-
-    import msgspec
-    from service.sqlite_store import _attempt, _record_callback
-    from sqlite_utils import Database
-
-    with open(args.jobs) as f:
-        jobs = [line.split("\t") for line in f.read().splitlines() if line][: args.ops]
-    conn = sqlite3.connect(args.db, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
-        conn.execute(f"PRAGMA {pragma}")
-    db = Database(conn)
-    payload = {"status": "completed", "data": {"image_url": "https://cdn.example.com/x.png"}}
-    duplicate_sql = """SELECT EXISTS (SELECT 1 FROM events WHERE job_id = ? AND status = ?
-                         AND (processed_at IS NULL OR verified = 1 OR source = 'poll'))
-                       OR EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status = ?)"""
-    insert_sql = """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
-                    duplicate, verified, processed_at, next_attempt_at)
-                    VALUES (?, 'callback', ?, ?, ?, ?, ?, NULL, NULL, ?) RETURNING id"""
-
-    def store_op(job_id: str, task_id: str) -> None:
-        now = time.time()
-        _, error = _attempt(
-            db,
-            _record_callback,
-            (job_id, task_id, "completed", {"task_id": task_id, **payload}, now, now),
-        )
-        if error:
-            raise error
-
-    def plain_op(job_id: str, task_id: str) -> None:
-        now = time.time()
-        conn.execute("SAVEPOINT op")
-        conn.execute("SELECT upstream_task_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        dup = conn.execute(duplicate_sql, (job_id, "completed", job_id, "completed")).fetchone()
-        body = msgspec.json.encode({"task_id": task_id, **payload})
-        conn.execute(insert_sql, (job_id, task_id, "completed", body, now, dup[0], now)).fetchone()
-        conn.execute("RELEASE op")
-
-    op = plain_op if args.plain else store_op
-    started, cpu0 = time.monotonic(), cpu()
-    for i in range(0, len(jobs), 64):
-        with db.atomic():
-            for job_id, task_id in jobs[i : i + 64]:
-                op(job_id, task_id)
-    wall, used = time.monotonic() - started, cpu() - cpu0
-    return {
-        "ops": len(jobs),
-        "wall": wall,
-        "cpu": used,
-        "ops_per_s": len(jobs) / wall,
-        "cpu_us_per_op": used / len(jobs) * 1e6,
-    }
+def run_client(args: argparse.Namespace) -> dict[str, Any]:
+    if args.minimal:
+        return run_loop(run_minimal_client(args))
+    if args.httpx:
+        return run_loop(run_httpx_client(args))
+    return run_loop(run_aiohttp_client(args))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="kind", required=True)
     store = sub.add_parser("store")
@@ -250,30 +225,39 @@ def main(argv: list[str] | None = None) -> int:
     store.add_argument("--jobs", required=True, help="lines of job_id<TAB>task_id")
     store.add_argument("--ops", type=int, default=20000)
     store.add_argument("--concurrency", type=int, default=64)
-    store.add_argument("--fixed-savepoints", action="store_true")
-    store.add_argument("--batched-settle", action="store_true")
     sql = sub.add_parser("sql")
     sql.add_argument("--db", required=True)
     sql.add_argument("--jobs", required=True, help="lines of job_id<TAB>task_id")
     sql.add_argument("--ops", type=int, default=8000)
-    sql.add_argument("--plain", action="store_true")
     client = sub.add_parser("client")
     client.add_argument("--url", required=True)
     client.add_argument("--requests", type=int, default=3000)
     client.add_argument("--concurrency", type=int, default=32)
-    client.add_argument("--keepalive", type=int, default=20)
-    client.add_argument("--max-connections", type=int, default=100)
-    client.add_argument(
+    kind = client.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--httpx",
+        action="store_true",
+        help="an httpx.AsyncClient (the service's client before aiohttp) instead of the "
+        "service's aiohttp session",
+    )
+    kind.add_argument(
         "--minimal",
         action="store_true",
-        help="a minimal asyncio-streams client instead of httpx (the floor)",
+        help="a minimal asyncio-streams client instead of the service's (the floor)",
     )
-    args = parser.parse_args(argv)
+    client.add_argument("--keepalive", type=int, default=20, help="with --httpx")
+    client.add_argument("--max-connections", type=int, default=100, help="with --httpx")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.kind == "sql":
         print(json.dumps(run_sql(args)))
-        return 0
-    runner = run_store if args.kind == "store" else run_client
-    print(json.dumps(asyncio.run(runner(args))))
+    elif args.kind == "store":
+        print(json.dumps(run_loop(run_store(args))))
+    else:
+        print(json.dumps(run_client(args)))
     return 0
 
 

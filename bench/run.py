@@ -703,41 +703,40 @@ def micro(*argv: str) -> dict[str, Any]:
 def micro_benchmarks(sets: IngestSets, args: argparse.Namespace) -> list[dict[str, Any]]:
     ops = str(8000 if not args.quick else 3000)
     rows = []
-
-    def store_row(label: str, *extra: str) -> None:
-        db = sets.database("micro")
-        result = micro(*extra, "--db", str(db), "--jobs", str(sets.jobs_file), "--ops", ops)
-        rows.append({"group": "store", "label": label, **result})
-
     log("micro: the store without HTTP")
-    store_row("`SQLiteStore.record_callback`, 64 at a time (as is)", "store")
-    store_row(
-        "the same, one `call_soon_threadsafe` per group (what-if)", "store", "--batched-settle"
-    )
-    store_row("the same, constant savepoint names (what-if)", "store", "--fixed-savepoints")
-    store_row("`_record_callback` on one thread, groups of 64, no asyncio (as is)", "sql")
-    store_row(
-        "the same statements on plain sqlite3 (cached statements, `RETURNING id`)", "sql", "--plain"
-    )
+    for label, mode in (
+        ("`SQLiteStore.record_callback`, 64 at a time from the event loop (as is)", "store"),
+        (
+            "`_record_callback` on one thread, groups of 64, no event loop "
+            "(the SQL work alone, as the store's thread runs it)",
+            "sql",
+        ),
+    ):
+        db = sets.database("micro")
+        result = micro(mode, "--db", str(db), "--jobs", str(sets.jobs_file), "--ops", ops)
+        rows.append({"group": "store", "label": label, **result})
     log("micro: the outgoing HTTP client")
     raw = start_helper("micro-noop", "raw", sets.dir, ready="/readyz")
     url = f"{raw.url}/v1/tasks/0123456789abcdef"
     requests = str(3000 if not args.quick else 1000)
-    for label, extra in (
-        ("httpx.AsyncClient as the service configures it, 32 at a time", ["--concurrency", "32"]),
-        ("httpx.AsyncClient, one at a time", ["--concurrency", "1"]),
-        (
-            "httpx.AsyncClient with a pool of 8 connections, 32 at a time (what-if)",
-            ["--concurrency", "32", "--max-connections", "8", "--keepalive", "8"],
-        ),
-        (
-            "minimal asyncio-streams client, 32 at a time (the floor)",
-            ["--concurrency", "32", "--minimal"],
-        ),
-    ):
-        result = micro("client", "--url", url, "--requests", requests, *extra)
-        rows.append({"group": "client", "label": label, **result})
-    raw.stop()
+    session = "aiohttp session of `service.http.new_session()`"
+    try:
+        for label, extra in (
+            (f"{session} (as is), 32 at a time", ["--concurrency", "32"]),
+            (f"{session}, one at a time", ["--concurrency", "1"]),
+            (
+                "httpx.AsyncClient, the service's client before aiohttp, 32 at a time (comparison)",
+                ["--concurrency", "32", "--httpx"],
+            ),
+            (
+                "minimal asyncio-streams client, 32 at a time (the floor)",
+                ["--concurrency", "32", "--minimal"],
+            ),
+        ):
+            result = micro("client", "--url", url, "--requests", requests, *extra)
+            rows.append({"group": "client", "label": label, **result})
+    finally:
+        raw.stop()
     return rows
 
 
