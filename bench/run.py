@@ -1,6 +1,6 @@
 """taskhook's benchmark suite: one command, everything on 127.0.0.1, a Markdown table.
 
-    python -m bench.run                 # the full run (6 to 9 minutes; 10 s per load run)
+    python -m bench.run                 # the full run (6 to 10 minutes; 10 s per load run)
     python -m bench.run --quick         # a smoke check (3 s per load run, smaller sets)
     python -m bench.run --skip-memory   # without the 1 GiB S3 mirror
     python -m bench.run --help          # every option
@@ -12,7 +12,9 @@ wrk (Debian/Ubuntu: ``apt-get install -y wrk``) and, for the profile, py-spy
 Every figure is reported next to a baseline measured in the same run (this machine is shared
 and noisy): callback ingest against a no-op Litestar endpoint and a no-op raw ASGI app under
 the same load, API latencies against ``/healthz`` on the same server, start-up and idle
-memory against the no-op Litestar app. See docs/benchmarks.md.
+memory against the no-op Litestar app. After each ingest run the bench waits (at most
+``--drain-timeout`` seconds) until every stored callback has been verified, and reports how
+long that took. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -362,6 +364,7 @@ def run_wrk(
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    ended_at = time.time()  # wall clock, as the service stamps its rows
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log_path.open("a") as f:
         f.write("$ " + " ".join(argv) + "\n" + out.stdout + out.stderr + "\n")
@@ -370,6 +373,7 @@ def run_wrk(
         raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     result = json.loads(line.removeprefix("WRK_JSON "))
     result["seconds"] = result["duration_us"] / 1e6
+    result["ended_at"] = ended_at
     result["rps"] = result["requests"] / result["seconds"]
     result["ok"] = sum(n for code, n in result["statuses"].items() if 200 <= int(code) < 300)
     result["not_ok"] = result["requests"] - result["ok"]
@@ -505,6 +509,13 @@ def settled_count(db: Path, counter: Any, timeout: float = 10.0) -> int:
     return last
 
 
+def has_fast_path() -> bool:
+    """Whether the service under test answers callbacks on a raw ASGI path of its own."""
+    with contextlib.suppress(OSError):
+        return "class FastPath" in (SOURCE / "service" / "receiver.py").read_text()
+    return False
+
+
 def ingest_variant(
     label: str,
     key: str,
@@ -514,171 +525,182 @@ def ingest_variant(
     sim: Proc | None,
     sim_url: str,
     verify: str,
-    argv: Any = None,
     profile: bool = False,
 ) -> dict[str, Any]:
     db = sets.database(key)
     port = free_port()
     config = write_config(sets.dir / key, port, sim_url, db, verify=verify)
-    proc = service(f"service-{key}", sets.dir / key, config, port, argv(config) if argv else None)
+    proc = service(f"service-{key}", sets.dir / key, config, port)
     proc.start()
     log_path = sets.dir / key / "wrk.log"
     others = (sim,) if sim else ()
-    run_wrk(proc.url, sets.files["warm"], args.warmup, args, log_path)
-    time.sleep(1.0)
-    settled_count(db, callback_rows)
-    first = scalar(db, "SELECT COALESCE(MAX(id), 0) FROM events")
     result: dict[str, Any] = {"label": label}
-    if profile:
-        raw = ROOT / "bench" / f"{key}.raw.txt"
-        spy = start_py_spy(proc.pid, args.profile_seconds, raw)
-        result.update(
-            load_run(proc, sets.files["profile"], args.profile_seconds, args, log_path, others)
-        )
-        finish_py_spy(spy)
-        result["profile"] = raw
-        if args.svg:
-            svg = ROOT / "bench" / f"{key}.svg"
-            spy = start_py_spy(proc.pid, args.profile_seconds, svg, svg=True)
-            run_wrk(proc.url, sets.files["main"], args.profile_seconds, args, log_path)
-            finish_py_spy(spy)
-    else:
-        result.update(load_run(proc, sets.files["main"], args.duration, args, log_path, others))
-        pending_sql = "SELECT count(*) FROM events WHERE processed_at IS NULL"
-        new_rows = f"SELECT count(*) FROM events WHERE source = 'callback' AND id > {first}"
-        result["committed"] = settled_count(db, lambda db: scalar(db, new_rows))
-        end_pending = scalar(db, pending_sql)
-        result["duplicates"] = scalar(db, new_rows + " AND duplicate = 1")
-        # What happened after the answers: the backlog of callbacks not yet verified.
-        pending = scalar(db, pending_sql)
-        time.sleep(args.drain_sample)
-        pending_later = scalar(db, pending_sql)
-        result["backlog_at_end"] = end_pending
-        result["post_ack_rate"] = max(0.0, (pending - pending_later) / args.drain_sample)
-        result["processed_during"] = result["committed"] - end_pending
-    proc.stop()
+    try:
+        run_wrk(proc.url, sets.files["warm"], args.warmup, args, log_path)
+        time.sleep(1.0)
+        settled_count(db, callback_rows)
+        first = scalar(db, "SELECT COALESCE(MAX(id), 0) FROM events")
+        if profile:
+            result.update(profiled_run(proc, key, sets, args, log_path, others))
+        else:
+            result.update(load_run(proc, sets.files["main"], args.duration, args, log_path, others))
+            result.update(after_the_answers(db, first, result["ended_at"], args))
+    finally:
+        proc.stop()
     return result
 
 
-def experiments(args: argparse.Namespace, report: dict[str, Any]) -> list[tuple[str, str, list]]:
-    """The experiment rows: the service run by bench/hookpath.py with one thing changed."""
-    from bench.hookpath import service_has_fast_path
+def profiled_run(
+    proc: Proc,
+    key: str,
+    sets: IngestSets,
+    args: argparse.Namespace,
+    log_path: Path,
+    others: tuple[Proc, ...],
+) -> dict[str, Any]:
+    raw = ROOT / "bench" / f"{key}.raw.txt"
+    spy = start_py_spy(proc.pid, args.profile_seconds, raw)
+    result = load_run(proc, sets.files["profile"], args.profile_seconds, args, log_path, others)
+    finish_py_spy(spy)
+    result["profile"] = raw
+    if args.svg:
+        svg = ROOT / "bench" / f"{key}.svg"
+        spy = start_py_spy(proc.pid, args.profile_seconds, svg, svg=True)
+        run_wrk(proc.url, sets.files["main"], args.profile_seconds, args, log_path)
+        finish_py_spy(spy)
+    return result
 
-    has_fast = service_has_fast_path()
-    report["service_fast_path"] = has_fast
-    other = "litestar" if has_fast else "fast"
-    path_label = (
-        "hooks through the Litestar route (the service's fast path bypassed)"
-        if has_fast
-        else "a raw ASGI fast path for the hook in front of Litestar"
-    )
-    known = {
-        "nodelay": ("experiment: TCP_NODELAY on the listening socket", ["--nodelay"]),
-        "path": (f"experiment: {path_label}", ["--mode", other]),
-        "path+nodelay": (f"experiment: {path_label} + TCP_NODELAY", ["--mode", other, "--nodelay"]),
-        "alone": ("experiment: the hook path alone (verification loop paused)", ["--no-events"]),
-        "alone+nodelay": (
-            "experiment: the hook path alone + TCP_NODELAY",
-            ["--no-events", "--nodelay"],
+
+def count_events(db: Path, where: str, *params: Any) -> int:
+    return scalar(db, f"SELECT count(*) FROM events WHERE {where}", params)
+
+
+def wait_drained(db: Path, timeout: float) -> float:
+    """Waits until no stored callback waits for verification (at most ``timeout`` s); returns
+    the seconds waited."""
+    started = time.monotonic()
+    while count_events(db, "processed_at IS NULL") and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def after_the_answers(
+    db: Path, first: int, ended_at: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """What became of the callbacks of the measured run (event ids above ``first``) after
+    their answers: how many were verified before the load stopped (``ended_at``, wall clock:
+    the service stamps ``processed_at`` with ``time.time()``), how many waited then, and how
+    long the backlog (the warm-up's leftovers included) took to drain without load."""
+    measured = f"source = 'callback' AND id > {int(first)}"
+    committed = settled_count(db, lambda db: count_events(db, measured))
+    waited = wait_drained(db, args.drain_timeout)
+    left = count_events(db, "processed_at IS NULL")
+    later = "(processed_at IS NULL OR processed_at >= ?)"
+    drained = count_events(db, "duplicate = 0 AND processed_at >= ?", ended_at)
+    last = scalar(db, "SELECT MAX(processed_at) FROM events") or ended_at
+    drain_seconds = waited if left else max(0.0, last - ended_at)
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as conn:
+        outcomes = conn.execute(
+            f"SELECT verified, note, count(*) FROM events WHERE {measured} AND duplicate = 0"
+            " AND processed_at IS NOT NULL GROUP BY verified, note ORDER BY count(*) DESC"
+        ).fetchall()
+    return {
+        "committed": committed,
+        "duplicates": count_events(db, f"{measured} AND duplicate = 1"),
+        "verified_during": count_events(
+            db, f"{measured} AND duplicate = 0 AND processed_at < ?", ended_at
         ),
-        "path+alone+nodelay": (
-            f"experiment: {path_label}, alone + TCP_NODELAY",
-            ["--mode", other, "--no-events", "--nodelay"],
+        "waiting_at_end": count_events(db, f"{measured} AND duplicate = 0 AND {later}", ended_at),
+        "warm_waiting_at_end": count_events(
+            db, f"source = 'callback' AND id <= {int(first)} AND {later}", ended_at
         ),
-        "switch": (
-            "experiment: sys.setswitchinterval(0.0005) (GIL hand-over 10x sooner)",
-            ["--switch-interval", "0.0005"],
-        ),
-        "switch+nodelay": (
-            "experiment: setswitchinterval(0.0005) + TCP_NODELAY",
-            ["--switch-interval", "0.0005", "--nodelay"],
-        ),
+        "drained": drained,
+        "drain_seconds": drain_seconds,
+        "drain_rate": drained / drain_seconds if drain_seconds > 0 else 0.0,
+        "left": left,
+        "left_measured": count_events(db, f"{measured} AND processed_at IS NULL"),
+        "retried": count_events(db, f"{measured} AND attempts > 0"),
+        "outcomes": [(verified, note, n) for verified, note, n in outcomes],
     }
-    chosen = [x for x in args.experiments.split(",") if x] if args.experiments else []
-    return [(f"exp:{k}", *known[k]) for k in chosen]
+
+
+BASELINES = (
+    ("raw", "raw", "baseline B: no-op raw ASGI app"),
+    ("litestar", "litestar", "baseline A: no-op Litestar JSON endpoint"),
+)
+
+
+def baseline_row(key: str, kind: str, label: str, sets: IngestSets, args: argparse.Namespace):
+    proc = start_helper(f"baseline-{key}", kind, sets.dir, ready="/readyz")
+    try:
+        time.sleep(0.5)
+        idle_rss = memory_kib(proc.pid)["VmRSS"]
+        log_path = sets.dir / f"wrk-{key}.log"
+        run_wrk(proc.url, sets.files["warm"], args.warmup, args, log_path)
+        row = {"label": label, **load_run(proc, sets.files["main"], args.duration, args, log_path)}
+    finally:
+        proc.stop()
+    row["idle_rss_kib"] = idle_rss
+    return row
+
+
+def ingest_specs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(key, label, verify) of the taskhook rows."""
+    specs = [("ingest", "taskhook `POST /hooks/{job_id}/{token}`, verify: fetch", "fetch")]
+    if not args.no_variants:
+        specs.append(("trust", "taskhook, verify: trust (no simulator process)", "trust"))
+    return specs
 
 
 def scenario_ingest(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
     log("ingest: storing jobs and writing request files")
     sets = IngestSets(workdir, args)
     report["ingest_sets"] = sets.sizes
+    report["service_fast_path"] = has_fast_path()
     sim = start_sim(sets.dir, "simulator-ingest", "--preload", str(sets.tasks_file))
     rows: dict[str, dict[str, Any]] = {}
-    for key, kind, label in (
-        ("raw", "raw", "baseline B: no-op raw ASGI app"),
-        ("litestar", "litestar", "baseline A: no-op Litestar JSON endpoint"),
-    ):
+    for key, kind, label in BASELINES:
         log(f"ingest: {label}")
-        proc = start_helper(f"baseline-{key}", kind, sets.dir, ready="/readyz")
-        time.sleep(0.5)
-        idle_rss = memory_kib(proc.pid)["VmRSS"]
-        log_path = sets.dir / f"wrk-{key}.log"
-        run_wrk(proc.url, sets.files["warm"], args.warmup, args, log_path)
-        rows[key] = {
-            "label": label,
-            **load_run(proc, sets.files["main"], args.duration, args, log_path),
-        }
-        rows[key]["idle_rss_kib"] = idle_rss
-        proc.stop()
-    specs: list[tuple[str, str, str, Any]] = [
-        ("ingest", "taskhook `POST /hooks/{job_id}/{token}`, verify: fetch", "fetch", None),
-    ]
-    if not args.no_variants:
-        specs.append(("trust", "taskhook, verify: trust (no simulator process)", "trust", None))
-        for key, label, extra in experiments(args, report):
-            specs.append(
-                (
-                    key,
-                    label,
-                    "fetch",
-                    lambda config, extra=extra: [
-                        sys.executable,
-                        "-m",
-                        "bench.hookpath",
-                        "-c",
-                        str(config),
-                        *extra,
-                    ],
-                )
-            )
-    for key, label, verify, argv in specs:
+        rows[key] = baseline_row(key, kind, label, sets, args)
+    specs = ingest_specs(args)
+    for key, label, verify in specs:
         log(f"ingest: {label}")
+        fetch = verify == "fetch"
         rows[key] = ingest_variant(
+            label, key, sets, args, sim=sim if fetch else None, sim_url=sim.url, verify=verify
+        )
+    if args.profile:
+        report["profiles"] = profile_rows(specs, sets, sim, args)
+    sim.stop()
+    report["ingest"] = rows
+    report["_sets"] = sets
+
+
+def profile_rows(
+    specs: list[tuple[str, str, str]], sets: IngestSets, sim: Proc, args: argparse.Namespace
+) -> dict[str, Any]:
+    profiles = {}
+    wanted = [k for k in args.profile_rows.split(",") if k]
+    for key, label, verify in specs:
+        if key not in wanted:
+            continue
+        log(f"ingest: profiling '{label}' with py-spy for {args.profile_seconds}s")
+        run = ingest_variant(
             label,
-            key,
+            "profile-" + key,
             sets,
             args,
             sim=sim if verify == "fetch" else None,
             sim_url=sim.url,
             verify=verify,
-            argv=argv,
+            profile=True,
         )
-    if args.profile:
-        report["profiles"] = {}
-        wanted = [k for k in args.profile_rows.split(",") if k]
-        for key, label, verify, argv in specs:
-            if key not in wanted:
-                continue
-            log(f"ingest: profiling '{label}' with py-spy for {args.profile_seconds}s")
-            run = ingest_variant(
-                label,
-                "profile-" + key.replace(":", "-").replace("+", "-"),
-                sets,
-                args,
-                sim=sim if verify == "fetch" else None,
-                sim_url=sim.url,
-                verify=verify,
-                argv=argv,
-                profile=True,
-            )
-            report["profiles"][key] = {
-                "label": label,
-                "rps": run["rps"],
-                "summary": summarise_profile(run["profile"]),
-            }
-    sim.stop()
-    report["ingest"] = rows
-    report["_sets"] = sets
+        profiles[key] = {
+            "label": label,
+            "rps": run["rps"],
+            "summary": summarise_profile(run["profile"]),
+        }
+    return profiles
 
 
 def scenario_micro(workdir: Path, args: argparse.Namespace, report: dict[str, Any]) -> None:
@@ -802,7 +824,6 @@ SELF_MARKERS = (
     ("/service/worker.py", "engine/worker/upstream logic"),
     ("/service/upstream.py", "engine/worker/upstream logic"),
     ("/service/", "other service code (hook handler, API, views)"),
-    ("/bench/hookpath.py", "other service code (hook handler, API, views)"),
     ("/asyncio/selector_events.py", "socket I/O (asyncio transports: send, recv, accept)"),
     ("/asyncio/", "asyncio loop machinery (tasks, futures, handles)"),
 )
@@ -816,7 +837,6 @@ WORK_MARKERS = (
     ("create_job", "POST /v1/jobs"),
     ("receive_callback", "inside the hook handler (token, JSON, store call, answer)"),
     ("ingest", "inside the hook handler (token, JSON, store call, answer)"),
-    ("FastHooks._hook", "inside the hook handler (token, JSON, store call, answer)"),
     ("H11Protocol.", "HTTP requests outside the handlers (uvicorn, h11, framework)"),
     ("RequestResponseCycle.", "HTTP requests outside the handlers (uvicorn, h11, framework)"),
     ("_settle", "store results handed to the loop (_settle)"),
@@ -1272,6 +1292,7 @@ def fill_store(db: Path, count: int) -> dict[str, int]:
     with contextlib.closing(connect(db)) as conn:
         conn.execute("BEGIN")
         conn.executemany(sql, rows)
+        fill_tags(conn)
         conn.executemany(
             "INSERT INTO events (job_id, source, task_id, status, payload, received_at, duplicate,"
             " verified, processed_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1288,20 +1309,36 @@ def fill_store(db: Path, count: int) -> dict[str, int]:
     return dict(statuses)
 
 
-def timed_gets(client: httpx.Client, paths: list[str]) -> dict[str, float]:
+def fill_tags(conn: sqlite3.Connection) -> None:
+    """The tag index of a schema that has one (``job_tags``, migration 4), filled as that
+    migration fills it: the jobs were inserted without the store, which writes it."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'job_tags'").fetchone():
+        conn.execute(
+            "INSERT OR IGNORE INTO job_tags (tag, job_id) SELECT DISTINCT json_each.value, jobs.id"
+            " FROM jobs, json_each(CAST(jobs.tags AS TEXT)) WHERE json_each.type = 'text'"
+        )
+
+
+def timed_gets(client: httpx.Client, paths: list[str]) -> dict[str, Any]:
+    """Sequential GETs: latency percentiles, 200s, and how many jobs the first answer listed
+    (a list's ``data``; None for other answers)."""
     samples = []
     codes = Counter()
+    listed = None
     for path in paths:
         t = time.perf_counter()
         response = client.get(path)
         samples.append((time.perf_counter() - t) * 1000)
         codes[response.status_code] += 1
+        if listed is None and response.status_code == 200 and "?" in path:
+            listed = len(response.json().get("data", []))
     samples.sort()
     return {
         "p50": percentile(samples, 50),
         "p99": percentile(samples, 99),
         "n": len(samples),
         "ok": codes[200],
+        "listed": listed,
     }
 
 
@@ -1340,31 +1377,21 @@ def scenario_store(workdir: Path, args: argparse.Namespace, report: dict[str, An
         "GET /v1/jobs?tag=rare&limit=50 (0.1% of jobs)": ["/v1/jobs?tag=rare&limit=50"]
         * max(20, m // 10),
     }
-    passes = {
-        # the service as it is: Nagle's algorithm adds ~40 ms to sequential requests, so
-        # fewer of them
-        "as is": (None, max(20, m // 5)),
-        "TCP_NODELAY": (["--nodelay"], m),
-    }
+    port = free_port()
+    config = write_config(d, port, "http://127.0.0.1:9", db)
+    proc = service("service-store", d, config, port)
+    ready = proc.start()
     results: dict[str, dict[str, Any]] = {}
-    ready = None
-    for name, (extra, count) in passes.items():
-        port = free_port()
-        config = write_config(d / name.replace(" ", "-"), port, "http://127.0.0.1:9", db)
-        argv = (
-            [sys.executable, "-m", "bench.hookpath", "-c", str(config), *extra] if extra else None
-        )
-        proc = service(f"service-store-{name.replace(' ', '-')}", d, config, port, argv)
-        started = proc.start()
-        ready = ready or started
+    try:
         client = httpx.Client(
             base_url=proc.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
         )
         timed_gets(client, ["/healthz"] * 10 + [f"/v1/jobs/{ids[0]}"] * 10)  # warm-up
         for query, paths in queries.items():
-            log(f"store ({name}): {query}")
-            results.setdefault(query, {})[name] = timed_gets(client, paths[:count])
+            log(f"store: {query}")
+            results[query] = timed_gets(client, paths)
         client.close()
+    finally:
         proc.stop()
     checkpoint(db)
     size = db.stat().st_size
@@ -1374,7 +1401,6 @@ def scenario_store(workdir: Path, args: argparse.Namespace, report: dict[str, An
         "fill_seconds": fill_seconds,
         "ready_seconds": ready,
         "queries": results,
-        "passes": list(passes),
         "db_bytes": size,
         "bytes_per_1000": size / n * 1000,
         "events": scalar(db, "SELECT count(*) FROM events"),
@@ -1448,8 +1474,16 @@ def machine(workdir: Path, ref: str | None) -> dict[str, str]:
 
         return importlib.util.find_spec(module) is not None
 
-    loop = "uvloop" if has("uvloop") else "asyncio (uvloop not installed)"
-    http = "httptools" if has("httptools") else "h11 (httptools not installed)"
+    def version(package: str) -> str:
+        return importlib.metadata.version(package)
+
+    # what uvicorn's "auto" picks, as it runs the service and the baselines
+    loop = f"uvloop {version('uvloop')}" if has("uvloop") else "asyncio (uvloop not installed)"
+    http = (
+        f"httptools {version('httptools')}"
+        if has("httptools")
+        else f"h11 {version('h11')} (httptools not installed)"
+    )
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", ref or "HEAD"],
         capture_output=True,
@@ -1472,11 +1506,9 @@ def machine(workdir: Path, ref: str | None) -> dict[str, str]:
         "memory": mem,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "litestar": importlib.metadata.version("litestar"),
-        "httpx": importlib.metadata.version("httpx")
-        + ", httpcore "
-        + importlib.metadata.version("httpcore"),
-        "uvicorn": f"{uvicorn.__version__}, loop {loop}, http {http}",
+        "litestar": version("litestar"),
+        "aiohttp": version("aiohttp"),
+        "uvicorn": f"{uvicorn.__version__} (loop: {loop}; HTTP: {http})",
         "wrk": " ".join(wrk_version().split()[:2]),
         "commit": commit
         + (" (service/ or handlers/ modified in the working tree)" if dirty else ""),
@@ -1505,270 +1537,363 @@ def mark(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def render(report: dict[str, Any], args: argparse.Namespace) -> str:  # noqa: C901
+def render(report: dict[str, Any], args: argparse.Namespace) -> str:
     out: list[str] = []
-    w = out.append
+    render_machine(out.append, report)
+    for part in (
+        render_ingest,
+        render_e2e,
+        render_memory,
+        render_store,
+        render_startup,
+        render_micro,
+        render_profiles,
+    ):
+        part(out.append, report, args)
+    return "\n".join(out)
+
+
+def render_machine(w: Any, report: dict[str, Any]) -> None:
     m = report["machine"]
     w(f"## Results {report['date']}\n")
     w(
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}, "
         f"Python {m['python']}, Litestar {m['litestar']}, uvicorn {m['uvicorn']}, "
-        f"httpx {m['httpx']}, {m['wrk']}; "
+        f"outgoing HTTP: aiohttp {m['aiohttp']}, {m['wrk']}; "
         f"fsync of 4 KiB: {m['fsync']} (median); load average at start: {m['load']}; "
         f"commit {m['commit']}.\n"
     )
     w(f"Command: `{report['command']}`\n")
+
+
+def render_ingest(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
     ing = report.get("ingest")
-    if ing:
-        sizes = report["ingest_sets"]
-        fast = report.get("service_fast_path")
-        w("### Callback ingest\n")
+    if not ing:
+        return
+    sizes = report["ingest_sets"]
+    path = (
+        "answers the hook on its raw ASGI fast path (`FastPath`, service/receiver.py) in front "
+        "of Litestar"
+        if report.get("service_fast_path")
+        else "answers the hook through its Litestar route"
+    )
+    w("### Callback ingest\n")
+    w(
+        f"wrk, {args.connections} connections, {args.threads} thread(s), {args.duration} s per "
+        f"run after a {args.warmup} s warm-up, every request a unique path and body "
+        f"(`bench/hooks.lua`); one uvicorn worker per server; the rows ran one after another. "
+        f"taskhook: `POST /hooks/{{job_id}}/{{token}}` for {sizes['main']:,} distinct stored "
+        f'jobs (`submitted`), body `{{"task_id", "status": "completed", "data"}}`, '
+        f"each a durable group commit (WAL, `synchronous=FULL`); the service under test "
+        f"{path}. Server CPU is the server process's utime+stime over the run (all threads), "
+        f'"loop" the event-loop thread\'s alone; "background" is CPU used by processes '
+        f"outside the benchmark during the run (other test suites on this machine).\n"
+    )
+    w(
+        "| server | req/s | / Litestar no-op | / raw ASGI | p50 ms | p99 ms | max ms "
+        "| server CPU cores (loop) | CPU µs/req | non-2xx / errors | background cores |"
+    )
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    base_a, base_b = ing["litestar"], ing["raw"]
+    for r in ing.values():
+        lat = r["latency_us"]
         w(
-            f"wrk, {args.connections} connections, {args.threads} thread(s), {args.duration} s per "
-            f"run after a {args.warmup} s warm-up, every request a unique path and body "
-            f"(`bench/hooks.lua`); one uvicorn worker per server; the rows ran one after another. "
-            f"taskhook: `POST /hooks/{{job_id}}/{{token}}` for {sizes['main']:,} distinct stored "
-            f'jobs (`submitted`), body `{{"task_id", "status": "completed", "data"}}`, '
-            f"each a durable group commit (WAL, `synchronous=FULL`); the service under test "
-            f"{'has' if fast else 'has no'} raw ASGI fast path of its own for the hook route. "
-            f"Server CPU is the server process's utime+stime over the run (all threads), "
-            f'"loop" the event-loop thread\'s alone; "background" is CPU used by processes '
-            f"outside the benchmark during the run (other test suites on this machine).\n"
+            f"| {r['label']} | {r['rps']:,.0f} | {r['rps'] / base_a['rps']:.2f}x | "
+            f"{r['rps'] / base_b['rps']:.2f}x | {ms(lat['p50'])} | {ms(lat['p99'])} | "
+            f"{ms(lat['max'])} | {r['server_cores']:.2f} ({r['loop_cores']:.2f}) | "
+            f"{r['cpu_us_per_req']:,.0f} | {r['not_ok']} / "
+            f"{r['socket_errors'] + r['timeouts']} | {r['background_cores']:.2f} |"
         )
-        w(
-            "| server | req/s | / Litestar no-op | / raw ASGI | p50 ms | p99 ms | max ms "
-            "| server CPU cores (loop) | CPU µs/req | non-2xx / errors | background cores |"
+    w("")
+    render_ingest_targets(w, ing, args)
+    for key in ("ingest", "trust"):
+        if key in ing:
+            w(after_the_answers_text(ing[key], args) + "\n")
+
+
+def render_ingest_targets(w: Any, ing: dict[str, Any], args: argparse.Namespace) -> None:
+    hook, base_a, base_b = ing["ingest"], ing["litestar"], ing["raw"]
+    ra = hook["rps"] / base_a["rps"]
+    rb = hook["rps"] / base_b["rps"]
+    p99 = hook["latency_us"]["p99"] / 1000
+    extra = hook["committed"] - hook["ok"]
+    lossless = 0 <= extra <= args.connections
+    verified_all = hook["left"] == 0
+    w("| target (the service as it is, verify: fetch) | measured | |")
+    w("|---|---|---|")
+    w(
+        f"| ingest ≥ 1.0x the no-op Litestar endpoint | {ra:.2f}x "
+        f"({hook['rps']:,.0f} / {base_a['rps']:,.0f} req/s) | {mark(ra >= 1.0)} |"
+    )
+    w(
+        f"| stretch: ingest ≥ 0.5x the raw ASGI app | {rb:.2f}x "
+        f"({hook['rps']:,.0f} / {base_b['rps']:,.0f} req/s) | {mark(rb >= 0.5)} |"
+    )
+    w(f"| p99 < 50 ms at {args.connections} connections | {p99:.1f} ms | {mark(p99 < 50)} |")
+    w(
+        f"| every acknowledged callback committed | {hook['ok']:,} 2xx answers, "
+        f"{hook['committed']:,} callback rows stored "
+        f"({extra:+d}: requests committed while wrk was closing its "
+        f"{args.connections} connections) | {mark(lossless)} |"
+    )
+    w(
+        f"| no callback left unverified (backlog drained within {args.drain_timeout:.0f} s of "
+        f"the load's end) | {hook['left']:,} left after {hook['drain_seconds']:.1f} s | "
+        f"{mark(verified_all)} |"
+    )
+    w("")
+
+
+def after_the_answers_text(r: dict[str, Any], args: argparse.Namespace) -> str:
+    """What became of the measured run's callbacks after their answers, in words."""
+    mode = "verify: fetch" if "fetch" in r["label"] else "verify: trust"
+    unique = r["committed"] - r["duplicates"]
+    text = (
+        f"After the answers ({mode}): of the {unique:,} callbacks of the measured run, "
+        f"{r['verified_during']:,} were processed (verified, or trusted) before the load "
+        f"stopped and {r['waiting_at_end']:,} were waiting when it did"
+    )
+    if r["warm_waiting_at_end"]:
+        text += f", besides {r['warm_waiting_at_end']:,} left from the warm-up"
+    text += " (verification yields to callbacks while the receiver is saturated). "
+    if r["left"]:
+        text += (
+            f"**{r['left']:,} were still waiting {r['drain_seconds']:.0f} s after the load "
+            f"stopped** ({r['left_measured']:,} of the measured run; {r['drained']:,} were "
+            f"processed in that time, {r['drain_rate']:,.0f}/s). "
         )
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-        base_a, base_b = ing["litestar"], ing["raw"]
-        for key, r in ing.items():
-            if key == "profiled":
-                continue
-            lat = r["latency_us"]
-            w(
-                f"| {r['label']} | {r['rps']:,.0f} | {r['rps'] / base_a['rps']:.2f}x | "
-                f"{r['rps'] / base_b['rps']:.2f}x | {ms(lat['p50'])} | {ms(lat['p99'])} | "
-                f"{ms(lat['max'])} | {r['server_cores']:.2f} ({r['loop_cores']:.2f}) | "
-                f"{r['cpu_us_per_req']:,.0f} | {r['not_ok']} / "
-                f"{r['socket_errors'] + r['timeouts']} | {r['background_cores']:.2f} |"
-            )
-        hook = ing["ingest"]
-        ra = hook["rps"] / base_a["rps"]
-        rb = hook["rps"] / base_b["rps"]
-        p99 = hook["latency_us"]["p99"] / 1000
-        extra = hook["committed"] - hook["ok"]
-        lossless = 0 <= extra <= args.connections
-        w("")
-        w("| target (the service as it is, verify: fetch) | measured | |")
-        w("|---|---|---|")
-        w(
-            f"| ingest ≥ 1.0x the no-op Litestar endpoint | {ra:.2f}x "
-            f"({hook['rps']:,.0f} / {base_a['rps']:,.0f} req/s) | {mark(ra >= 1.0)} |"
+    elif r["drained"]:
+        text += (
+            f"Without load the backlog of {r['drained']:,} drained in "
+            f"{r['drain_seconds']:.1f} s ({r['drain_rate']:,.0f}/s); none was left. "
         )
-        w(
-            f"| stretch: ingest ≥ 0.5x the raw ASGI app | {rb:.2f}x "
-            f"({hook['rps']:,.0f} / {base_b['rps']:,.0f} req/s) | {mark(rb >= 0.5)} |"
+    else:
+        text += "Nothing was waiting when the load stopped. "
+    outcomes = "; ".join(
+        f"{n:,} {outcome_name(verified, note)}" for verified, note, n in r["outcomes"][:4]
+    )
+    text += f"Outcomes: {outcomes or 'none'}"
+    if r["retried"]:
+        text += f"; {r['retried']:,} needed more than one attempt"
+    if r["helpers_cpu"]:
+        text += (
+            f" (the simulator used {r['helpers_cpu']:.1f} CPU s answering verification GETs "
+            "during the run)"
         )
-        w(f"| p99 < 50 ms at {args.connections} connections | {p99:.1f} ms | {mark(p99 < 50)} |")
-        w(
-            f"| every acknowledged callback committed | {hook['ok']:,} 2xx answers, "
-            f"{hook['committed']:,} callback rows stored "
-            f"({extra:+d}: requests committed while wrk was closing its "
-            f"{args.connections} connections) | {mark(lossless)} |"
-        )
-        w("")
-        w(
-            f"After the answers (verify: fetch): {hook['processed_during']:,} of the "
-            f"{hook['committed']:,} callbacks were verified during the run and "
-            f"{hook['backlog_at_end']:,} were waiting when it ended; without load they were "
-            f"verified at {hook['post_ack_rate']:,.0f}/s (the simulator used "
-            f"{hook['helpers_cpu']:.1f} CPU s answering verification GETs during the run). "
-            f"Duplicates among the measured callbacks: {hook['duplicates']}.\n"
-        )
+    return text + f". Duplicates among the measured callbacks: {r['duplicates']}."
+
+
+def outcome_name(verified: int | None, note: str | None) -> str:
+    name = {1: "confirmed by the upstream", 0: "not verified", None: "not checked"}[verified]
+    return f"{name} ({note})" if note else name
+
+
+def render_e2e(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
     e = report.get("e2e")
-    if e:
-        base = ing["litestar"]["cpu_us_per_req"] if ing else None
-        w("### End to end\n")
-        w(
-            f"{e['jobs']} jobs (`google/nano-banana`) submitted over HTTP, "
-            f"{args.e2e_concurrency} at a time, through the simulator (pending 0.01 s, "
-            f"processing 0.05 s), `verify: fetch`, each completed job's output copied by a "
-            f"`local` step and forwarded by a `webhook` step to a no-op endpoint. Wall time from "
-            f"the first submission until every job ended and every step settled (read from the "
-            f"database, not the API, so the measurement costs the service nothing).\n"
+    if not e:
+        return
+    ing = report.get("ingest")
+    base = ing["litestar"]["cpu_us_per_req"] if ing else None
+    w("### End to end\n")
+    w(
+        f"{e['jobs']} jobs (`google/nano-banana`) submitted over HTTP, "
+        f"{args.e2e_concurrency} at a time, through the simulator (pending 0.01 s, "
+        f"processing 0.05 s), `verify: fetch`, each completed job's output copied by a "
+        f"`local` step and forwarded by a `webhook` step to a no-op endpoint. Wall time from "
+        f"the first submission until every job ended and every step settled (read from the "
+        f"database, not the API, so the measurement costs the service nothing).\n"
+    )
+    w("| measure | value | target | |")
+    w("|---|---|---|---|")
+    w(
+        f"| jobs ended, steps settled | {e['ended']} / {e['jobs']} ended "
+        f"; with the 20 warm-up jobs: {e['statuses']}, {e['steps_succeeded']} steps "
+        f"succeeded, {e['steps_dead']} dead, {e['unsettled']} unsettled; {e['files']} files "
+        f"copied, {e['posts']} posts forwarded | no job left "
+        f"behind | {mark(e['all_settled'] and e['ended'] == e['jobs'])} |"
+    )
+    w(f"| wall time | {e['wall']:.1f} s (submissions took {e['submit_seconds']:.1f} s) | | |")
+    w(f"| jobs/s | {e['jobs_per_s']:.0f} | | |")
+    cpu_line = f"{e['cpu_ms_per_job']:.2f} ms"
+    if base:
+        cpu_line += (
+            f" (= {e['cpu_ms_per_job'] * 1000 / base:.1f} no-op Litestar requests of this run)"
         )
-        w("| measure | value | target | |")
-        w("|---|---|---|---|")
-        w(
-            f"| jobs ended, steps settled | {e['ended']} / {e['jobs']} ended "
-            f"; with the 20 warm-up jobs: {e['statuses']}, {e['steps_succeeded']} steps "
-            f"succeeded, {e['steps_dead']} dead, {e['unsettled']} unsettled; {e['files']} files "
-            f"copied, {e['posts']} posts forwarded | no job left "
-            f"behind | {mark(e['all_settled'] and e['ended'] == e['jobs'])} |"
-        )
-        w(f"| wall time | {e['wall']:.1f} s (submissions took {e['submit_seconds']:.1f} s) | | |")
-        w(f"| jobs/s | {e['jobs_per_s']:.0f} | | |")
-        cpu_line = f"{e['cpu_ms_per_job']:.2f} ms"
-        if base:
-            cpu_line += (
-                f" (= {e['cpu_ms_per_job'] * 1000 / base:.1f} no-op Litestar requests of this run)"
-            )
-        w(f"| service CPU per job | {cpu_line} | ≤ 3 ms | {mark(e['cpu_ms_per_job'] <= 3)} |")
-        w(f"| simulator CPU per job (not counted) | {e['sim_cpu'] / e['jobs'] * 1000:.2f} ms | | |")
-        w(f"| background load during the run | {e['background_cores']:.2f} cores | | |")
-        w(
-            f"| database size per 1,000 real jobs | "
-            f"{e['db_bytes'] / e['db_jobs'] * 1000 / MIB:.2f} "
-            f"MiB ({e['db_jobs']} jobs, {e['db_events']} events, {e['db_steps']} steps, after "
-            f"checkpoint) | | |"
-        )
-        w("")
+    w(f"| service CPU per job | {cpu_line} | ≤ 3 ms | {mark(e['cpu_ms_per_job'] <= 3)} |")
+    w(f"| simulator CPU per job (not counted) | {e['sim_cpu'] / e['jobs'] * 1000:.2f} ms | | |")
+    w(f"| background load during the run | {e['background_cores']:.2f} cores | | |")
+    w(
+        f"| database size per 1,000 real jobs | "
+        f"{e['db_bytes'] / e['db_jobs'] * 1000 / MIB:.2f} "
+        f"MiB ({e['db_jobs']} jobs, {e['db_events']} events, {e['db_steps']} steps, after "
+        f"checkpoint) | | |"
+    )
+    w("")
+
+
+def render_memory(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
     mem = report.get("memory")
-    if mem:
-        base = ing["litestar"].get("idle_rss_kib") if ing else None
-        w("### Memory\n")
-        idle = f"{mem['idle_rss_kib'] / 1024:.1f} MiB"
-        if base:
-            idle += (
-                f" (no-op Litestar app: {base / 1024:.1f} MiB, ratio "
-                f"{mem['idle_rss_kib'] / base:.2f}x)"
-            )
-        w("| measure | value | target | |")
-        w("|---|---|---|---|")
-        w(f"| idle RSS of the service | {idle} | reported | |")
-        ok = mem["step"] == "succeeded" and mem["stored"] == mem["size"]
-        w(
-            f"| mirror one {mem['size'] / MIB:,.0f} MiB output to moto's S3 (`s3` handler) | "
-            f"step {mem['step']}, object of {mem['stored']} bytes, {mem['seconds']:.1f} s "
-            f"({mem['size'] / MIB / mem['seconds']:.0f} MiB/s), service CPU {mem['cpu']:.1f} s "
-            f"| succeeds | {mark(ok)} |"
+    if not mem:
+        return
+    ing = report.get("ingest")
+    base = ing["litestar"].get("idle_rss_kib") if ing else None
+    w("### Memory\n")
+    idle = f"{mem['idle_rss_kib'] / 1024:.1f} MiB"
+    if base:
+        idle += (
+            f" (no-op Litestar app: {base / 1024:.1f} MiB, ratio {mem['idle_rss_kib'] / base:.2f}x)"
         )
-        w(
-            f"| peak RSS growth (VmHWM after - VmRSS before; peak reset: {mem['peak_reset']}) | "
-            f"{mem['growth_mib']:.1f} MiB (RSS before {mem['before_rss_kib'] / 1024:.1f} MiB, "
-            f"peak {mem['after_hwm_kib'] / 1024:.1f} MiB) | < 64 MiB | "
-            f"{mark(mem['growth_mib'] < 64)} |"
-        )
-        w("")
+    w("| measure | value | target | |")
+    w("|---|---|---|---|")
+    w(f"| idle RSS of the service | {idle} | reported | |")
+    ok = mem["step"] == "succeeded" and mem["stored"] == mem["size"]
+    w(
+        f"| mirror one {mem['size'] / MIB:,.0f} MiB output to moto's S3 (`s3` handler) | "
+        f"step {mem['step']}, object of {mem['stored']} bytes, {mem['seconds']:.1f} s "
+        f"({mem['size'] / MIB / mem['seconds']:.0f} MiB/s), service CPU {mem['cpu']:.1f} s "
+        f"| succeeds | {mark(ok)} |"
+    )
+    w(
+        f"| peak RSS growth (VmHWM after - VmRSS before; peak reset: {mem['peak_reset']}) | "
+        f"{mem['growth_mib']:.1f} MiB (RSS before {mem['before_rss_kib'] / 1024:.1f} MiB, "
+        f"peak {mem['after_hwm_kib'] / 1024:.1f} MiB) | < 64 MiB | "
+        f"{mark(mem['growth_mib'] < 64)} |"
+    )
+    w("")
+
+
+def render_store(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
     st = report.get("store")
-    if st:
-        w("### Store at scale\n")
+    if not st:
+        return
+    w("### Store at scale\n")
+    w(
+        f"{st['jobs']:,} jobs stored ({st['statuses']}; each finished job with its callback "
+        f"event, each completed one with two settled steps), filled with `executemany` into "
+        f"the schema the service created. `taskhook serve` on that database; sequential "
+        f"requests from one keep-alive httpx client; the baseline is `/healthz` on the same "
+        f'server. "listed": the jobs in the first answer of a list request.\n'
+    )
+    w("| request | n | p50 ms | p99 ms | p50 / healthz | listed |")
+    w("|---|---:|---:|---:|---:|---:|")
+    base = st["queries"]["GET /healthz (baseline)"]["p50"]
+    for name, q in st["queries"].items():
+        listed = "" if q.get("listed") is None else str(q["listed"])
+        failed = f" ({q['n'] - q['ok']} not 200)" if q["ok"] != q["n"] else ""
         w(
-            f"{st['jobs']:,} jobs stored ({st['statuses']}; each finished job with its callback "
-            f"event, each completed one with two settled steps), filled with `executemany` into "
-            f"the schema the service created. Sequential requests from one keep-alive httpx "
-            f'client; the baseline is `/healthz` on the same server. "as is": `taskhook serve`; '
-            f'"TCP_NODELAY": the same service with TCP_NODELAY on its listening socket '
-            f"(bench/hookpath.py), which shows the cost of the queries without the ~40 ms that "
-            f"Nagle's algorithm adds to every sequential request of the service as it is.\n"
+            f"| `{name}` | {q['n']}{failed} | **{q['p50']:.2f}** | {q['p99']:.2f} | "
+            f"{q['p50'] / base:.1f}x | {listed} |"
         )
-        passes = st["passes"]
-        w(
-            "| request | "
-            + " | ".join(f"{p}: n, p50 ms, p99 ms, p50 / healthz" for p in passes)
-            + " |"
-        )
-        w("|---|" + "---|" * len(passes))
-        for name, by_pass in st["queries"].items():
-            cells = []
-            for p in passes:
-                q = by_pass[p]
-                base = st["queries"]["GET /healthz (baseline)"][p]["p50"]
-                cells.append(
-                    f"{q['n']}, **{q['p50']:.2f}**, {q['p99']:.2f}, {q['p50'] / base:.1f}x"
-                )
-            w(f"| `{name}` | " + " | ".join(cells) + " |")
-        w("")
-        w(
-            f"Database: {st['db_bytes'] / MIB:.1f} MiB for {st['jobs']:,} jobs, "
-            f"{st['events']:,} events, {st['steps']:,} steps (after a checkpoint): "
-            f"**{st['bytes_per_1000'] / MIB:.2f} MiB per 1,000 jobs**.\n"
-        )
+    w("")
+    w(
+        f"Database: {st['db_bytes'] / MIB:.1f} MiB for {st['jobs']:,} jobs, "
+        f"{st['events']:,} events, {st['steps']:,} steps (after a checkpoint): "
+        f"**{st['bytes_per_1000'] / MIB:.2f} MiB per 1,000 jobs**.\n"
+    )
+
+
+def render_startup(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
     su = report.get("startup")
-    if su:
-        w("### Start-up\n")
+    if not su:
+        return
+    st = report.get("store")
+    w("### Start-up\n")
+    w(
+        f"From launching the process to the first 200 on `/readyz` (median of "
+        f"{len(su['empty'])}; the baseline is the no-op Litestar app under uvicorn).\n"
+    )
+    w("| process | median s | min s | max s | / no-op |")
+    w("|---|---:|---:|---:|---:|")
+    base = statistics.median(su["noop"])
+    names = {
+        "noop": "no-op Litestar app (baseline)",
+        "empty": "`taskhook serve`, new database",
+        "store": f"`taskhook serve`, {st['jobs']:,} jobs stored"
+        if st
+        else "`taskhook serve`, filled database",
+    }
+    for key, values in su.items():
+        med = statistics.median(values)
         w(
-            f"From launching the process to the first 200 on `/readyz` (median of "
-            f"{len(su['empty'])}; the baseline is the no-op Litestar app under uvicorn).\n"
+            f"| {names[key]} | {med:.2f} | {min(values):.2f} | {max(values):.2f} | "
+            f"{med / base:.1f}x |"
         )
-        w("| process | median s | min s | max s | / no-op |")
-        w("|---|---:|---:|---:|---:|")
-        base = statistics.median(su["noop"])
-        names = {
-            "noop": "no-op Litestar app (baseline)",
-            "empty": "`taskhook serve`, new database",
-            "store": f"`taskhook serve`, {st['jobs']:,} jobs stored"
-            if st
-            else "`taskhook serve`, filled database",
-        }
-        for key, values in su.items():
-            med = statistics.median(values)
-            w(
-                f"| {names[key]} | {med:.2f} | {min(values):.2f} | {max(values):.2f} | "
-                f"{med / base:.1f}x |"
-            )
-        w("")
+    w("")
+
+
+def render_micro(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
     mic = report.get("micro")
-    if mic:
-        w("### Micro-benchmarks: the store and the outgoing HTTP client\n")
+    if not mic:
+        return
+    loops = sorted({r.get("loop", "?") for r in mic} - {"none"})
+    w("### Micro-benchmarks: the store and the outgoing HTTP client\n")
+    w(
+        "Each in a process of its own (`bench/micro.py`), no HTTP server in the store rows: "
+        "`record_callback` for distinct stored jobs (the ingest scenario's database); the "
+        "client rows GET a no-op raw ASGI server in another process. CPU is the measuring "
+        f"process's (all threads); event loop: {', '.join(loops)} (the service's). "
+        '"vs first row": CPU per operation against the first row of its group.\n'
+    )
+    w("| what | ops | ops/s | CPU µs/op | vs first row |")
+    w("|---|---:|---:|---:|---:|")
+    firsts: dict[str, float] = {}
+    for r in mic:
+        first = firsts.setdefault(r["group"], r["cpu_us_per_op"])
         w(
-            "Each in a process of its own (`bench/micro.py`), no HTTP server in the store rows: "
-            "`record_callback` for distinct stored jobs (the ingest scenario's database); the "
-            "client rows GET a no-op raw ASGI server in another process. CPU is the measuring "
-            "process's (all threads). \"what-if\" rows patch the service's code in that process "
-            "only, to size a change before anyone makes it.\n"
+            f"| {r['label']} | {r['ops']:,} | {r['ops_per_s']:,.0f} | "
+            f"{r['cpu_us_per_op']:,.0f} | {r['cpu_us_per_op'] / first:.2f}x |"
         )
-        w("| what | ops | ops/s | CPU µs/op | vs first row |")
-        w("|---|---:|---:|---:|---:|")
-        firsts: dict[str, float] = {}
-        for r in mic:
-            key = (
-                r["group"]
-                if r["group"] == "client"
-                else ("sql" if "one thread" in r["label"] or "plain" in r["label"] else "store")
-            )
-            first = firsts.setdefault(key, r["cpu_us_per_op"])
-            w(
-                f"| {r['label']} | {r['ops']:,} | {r['ops_per_s']:,.0f} | "
-                f"{r['cpu_us_per_op']:,.0f} | {r['cpu_us_per_op'] / first:.2f}x |"
-            )
-        w("")
-    profiles = [(p["label"], p["rps"], p["summary"]) for p in report.get("profiles", {}).values()]
+    w("")
+
+
+def render_profiles(w: Any, report: dict[str, Any], args: argparse.Namespace) -> None:
+    measured = report.get("ingest", {})
+    profiles = [
+        (p["label"], p["rps"], measured.get(key, {}).get("rps"), p["summary"])
+        for key, p in report.get("profiles", {}).items()
+    ]
     if report.get("profile_e2e"):
-        profiles.append(("end to end (the e2e scenario's service)", None, report["profile_e2e"]))
-    for title, rps, prof in profiles:
+        profiles.append(
+            ("end to end (the e2e scenario's service)", None, None, report["profile_e2e"])
+        )
+    for title, rps, rps_measured, prof in profiles:
         w(f"### Profile: {title}\n")
+        under = ""
+        if rps:
+            under = f"; {rps:,.0f} req/s under the profiler"
+            if rps_measured:
+                under += f" ({rps_measured:,.0f} in the measured run)"
         w(
-            "py-spy, 200 samples/s per thread, a separate run of its own (not the measured one), "
-            "idle samples included"
-            + (f"; {rps:,.0f} req/s under the profiler" if rps else "")
-            + ".\n"
+            "py-spy, 200 samples/s per thread, a separate run of its own (not the measured "
+            f"one), idle samples included{under}.\n"
         )
         for thread in ("MainThread", "taskhook-sqlite"):
             data = prof["threads"].get(thread)
-            if not data:
-                continue
-            label = "event-loop thread" if thread == "MainThread" else "store thread"
-            w(f"**{label}** ({data['samples']} samples)\n")
-            if data["work"]:
-                w("| working on (outermost known frame) | share |")
-                w("|---|---:|")
-                for name, share in data["work"]:
-                    if share >= 0.005:
-                        w(f"| {name} | {share:.1%} |")
-                w("")
-            w("| where the time goes (innermost known frame) | share |")
-            w("|---|---:|")
-            for name, share in data["where"]:
-                if share >= 0.005:
-                    w(f"| {name} | {share:.1%} |")
-            w("")
-            w(
-                "Top functions by own time: "
-                + "; ".join(f"`{f}` {v:.1%}" for f, v in data["self"][:8])
-                + ".\n"
-            )
-    return "\n".join(out)
+            if data:
+                render_profile_thread(w, thread, data)
+
+
+def render_profile_thread(w: Any, thread: str, data: dict[str, Any]) -> None:
+    label = "event-loop thread" if thread == "MainThread" else "store thread"
+    w(f"**{label}** ({data['samples']} samples)\n")
+    if data["work"]:
+        w("| working on (outermost known frame) | share |")
+        w("|---|---:|")
+        for name, share in data["work"]:
+            if share >= 0.005:
+                w(f"| {name} | {share:.1%} |")
+        w("")
+    w("| where the time goes (innermost known frame) | share |")
+    w("|---|---:|")
+    for name, share in data["where"]:
+        if share >= 0.005:
+            w(f"| {name} | {share:.1%} |")
+    w("")
+    w(
+        "Top functions by own time: "
+        + "; ".join(f"`{f}` {v:.1%}" for f, v in data["self"][:8])
+        + ".\n"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1790,34 +1915,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=8000,
         help="requests/s the ingest job sets are sized for (beyond it, repeats)",
     )
-    p.add_argument("--profile-seconds", type=int, default=8)
+    p.add_argument("--profile-seconds", type=int, default=12)
     p.add_argument("--no-profile", dest="profile", action="store_false")
     p.add_argument(
         "--svg",
         action="store_true",
         help="also write bench/profile-ingest.svg (one more profiled run)",
     )
-    p.add_argument(
-        "--no-variants", action="store_true", help="skip the verify: trust row and the experiments"
-    )
-    p.add_argument(
-        "--experiments",
-        default="nodelay,alone,alone+nodelay,path+alone+nodelay",
-        help="experiment rows (bench/hookpath.py), comma-separated: nodelay, path, "
-        "path+nodelay, alone, alone+nodelay, path+alone+nodelay, switch, "
-        "switch+nodelay; empty for none",
-    )
+    p.add_argument("--no-variants", action="store_true", help="skip the verify: trust row")
     p.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
     p.add_argument(
         "--profile-rows",
-        default="ingest,exp:alone+nodelay",
-        help="ingest rows to profile (each in a run of its own)",
+        default="ingest",
+        help="ingest rows to profile, comma-separated (ingest, trust; each in a run of its own)",
     )
     p.add_argument(
-        "--drain-sample",
+        "--drain-timeout",
         type=float,
-        default=3.0,
-        help="seconds to watch the verification backlog after an ingest run",
+        default=120.0,
+        help="after an ingest run, seconds to wait at most for the verification backlog to drain",
     )
     p.add_argument("--e2e-jobs", type=int, default=1000)
     p.add_argument("--e2e-concurrency", type=int, default=32)
@@ -1854,7 +1970,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--store-requests": 100,
             "--startup-runs": 3,
             "--memory-bytes": 64 * MIB,
-            "--drain-sample": 1.0,
         }
         for flag, value in defaults.items():
             if flag not in given:
@@ -1881,15 +1996,20 @@ def chosen_scenarios(args: argparse.Namespace) -> list[Any]:
     return [step for name, step in steps.items() if name in names]
 
 
+def setup_profiler(args: argparse.Namespace) -> None:
+    """Whether py-spy is there."""
+    if args.profile and py_spy_path() is None:
+        log("py-spy not found (pip install py-spy): the profile is skipped")
+        args.profile = False
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = parse_args(argv)
     check_tools()
-    if args.profile and py_spy_path() is None:
-        log("py-spy not found (pip install py-spy): the profile is skipped")
-        args.profile = False
+    setup_profiler(args)
     workdir = (
         Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="taskhook-bench-"))
     )
