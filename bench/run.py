@@ -14,7 +14,9 @@ and noisy): callback ingest against a no-op Litestar endpoint and a no-op raw AS
 the same load, API latencies against ``/healthz`` on the same server, start-up and idle
 memory against the no-op Litestar app. After each ingest run the bench waits (at most
 ``--drain-timeout`` seconds) until every stored callback has been verified, and reports how
-long that took. See docs/benchmarks.md.
+long that took. The profiles use ``py-spy --native`` where it works (the C frames of uvloop
+tell its epoll wait from its own work), at 25 samples/s: native samples cost more. See
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -559,13 +561,13 @@ def profiled_run(
     others: tuple[Proc, ...],
 ) -> dict[str, Any]:
     raw = ROOT / "bench" / f"{key}.raw.txt"
-    spy = start_py_spy(proc.pid, args.profile_seconds, raw)
+    spy = start_py_spy(proc.pid, args.profile_seconds, raw, args)
     result = load_run(proc, sets.files["profile"], args.profile_seconds, args, log_path, others)
     finish_py_spy(spy)
     result["profile"] = raw
     if args.svg:
         svg = ROOT / "bench" / f"{key}.svg"
-        spy = start_py_spy(proc.pid, args.profile_seconds, svg, svg=True)
+        spy = start_py_spy(proc.pid, args.profile_seconds, svg, args, svg=True)
         run_wrk(proc.url, sets.files["main"], args.profile_seconds, args, log_path)
         finish_py_spy(spy)
     return result
@@ -773,7 +775,28 @@ def py_spy_path() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def start_py_spy(pid: int, seconds: int, output: Path, svg: bool = False) -> subprocess.Popen:
+def py_spy_native_works() -> bool:
+    """Whether ``py-spy --native`` can unwind a Python process here (it needs symbols and
+    ptrace): one ``py-spy dump --native`` of a sleeping child."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        out = subprocess.run(
+            [py_spy_path() or "py-spy", "dump", "--native", "--pid", str(child.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        child.kill()
+        child.wait()
+    return out.returncode == 0 and "sleep" in out.stdout
+
+
+def start_py_spy(
+    pid: int, seconds: int, output: Path, args: argparse.Namespace, svg: bool = False
+) -> subprocess.Popen:
     exe = py_spy_path()
     assert exe is not None
     fmt = ["--format", "flamegraph"] if svg else ["--format", "raw", "--idle"]
@@ -785,7 +808,8 @@ def start_py_spy(pid: int, seconds: int, output: Path, svg: bool = False) -> sub
         "--duration",
         str(seconds),
         "--rate",
-        "200",
+        str(args.profile_rate),
+        *(["--native"] if args.profile_native else []),
         "--threads",
         "--function",
         "--full-filenames",
@@ -804,28 +828,83 @@ def finish_py_spy(spy: subprocess.Popen) -> None:
         log(f"py-spy failed: {out[-2000:]}")
 
 
-# Where a sample of the event-loop thread goes: the innermost frame that matches a marker.
+# The categories of the event-loop thread's samples. With ``--native`` py-spy shows the C
+# frames of uvloop, libuv, httptools and CPython too; without it, a sample inside uvloop's C
+# code (its run_forever: waiting in epoll, or its own transport work) ends at the innermost
+# Python frame, asyncio's Runner.run, and the two cannot be told apart.
+IDLE = "idle: waiting in epoll"
+GIL = "waiting for the GIL (another thread holds it)"
+SOCKET_IO = "socket I/O (uvloop/libuv transports: read, write, accept, close)"
+UVLOOP = "uvloop loop machinery (C: callbacks, handles, timers)"
+UVLOOP_OPAQUE = (
+    "inside uvloop's C code: idle in epoll or its own work (not told apart without --native)"
+)
+HTTP_SERVER = "uvicorn and HTTP parsing (protocol, httptools/h11, ASGI glue, proxy headers)"
+CLIENT = "outgoing HTTP client (aiohttp)"
+HOOK = "inside the hook handler (token, JSON, store call, answer)"
+
+# C functions (``--native`` only), by name: the innermost frame that matches one decides.
+NATIVE_FUNCS = (
+    (("epoll_pwait", "epoll_wait"), IDLE),
+    (("pthread_cond_wait", "pthread_cond_timedwait", "take_gil"), GIL),
+    (("gc_collect_main", "gc_collect_with_callback"), "garbage collection (gc)"),
+)
+# The functions of uvloop and libuv that move bytes on sockets (the rest is loop machinery).
+UV_SOCKET_FUNCS = (
+    "UVStream",
+    "UVTCP",
+    "UVSocket",
+    "UVHandle",
+    "Transport",
+    "uv__read",
+    "uv__write",
+    "uv__stream",
+    "uv__server_io",
+    "uv__accept",
+    "uv_accept",
+    "uv_close",
+    "uv__close",
+    "uv_try_write",
+    "on_read",
+    "on_listen",
+    "streamserver",
+)
+
+# Where a sample of the event-loop thread goes: the innermost frame whose file matches.
 SELF_MARKERS = (
-    ("/selectors.py", "idle: waiting in epoll"),
-    ("/hmac.py", "token HMAC (hmac)"),
-    ("/service/security.py", "token HMAC (hmac)"),
+    ("/selectors.py", IDLE),
+    ("/hmac.py", "token check (HMAC, base64)"),
+    ("/base64.py", "token check (HMAC, base64)"),
+    ("_hashopenssl.c", "token check (HMAC, base64)"),
+    ("libcrypto", "token check (HMAC, base64)"),
+    ("/service/security.py", "token check (HMAC, base64)"),
+    ("/msgspec/", "JSON (msgspec)"),
     ("/prometheus_client/", "metrics (prometheus_client)"),
     ("/logging/", "logging"),
     ("/jinja2/", "templates (jinja2)"),
     ("/service/sqlite_store.py", "store calls from the loop (queue put, futures)"),
-    ("/httpcore/", "outgoing HTTP client (httpx/httpcore/anyio)"),
-    ("/httpx/", "outgoing HTTP client (httpx/httpcore/anyio)"),
-    ("/anyio/", "outgoing HTTP client (httpx/httpcore/anyio)"),
-    ("/h11/", "h11 (HTTP/1.1 parsing and serialising)"),
-    ("/uvicorn/", "uvicorn (protocol, ASGI glue, proxy headers)"),
+    ("/aiohttp/", CLIENT),
+    ("/aiohappyeyeballs/", CLIENT),
+    ("/yarl/", CLIENT),
+    ("/multidict/", CLIENT),
+    ("/service/http.py", CLIENT),
+    ("/httpcore/", "outgoing HTTP client (httpx/httpcore/anyio, handlers)"),
+    ("/httpx/", "outgoing HTTP client (httpx/httpcore/anyio, handlers)"),
+    ("/anyio/", "outgoing HTTP client (httpx/httpcore/anyio, handlers)"),
+    ("/httptools/", HTTP_SERVER),
+    ("/llhttp/", HTTP_SERVER),
+    ("/h11/", HTTP_SERVER),
+    ("/uvicorn/", HTTP_SERVER),
     ("/litestar/", "Litestar (routing, parameters, request, response)"),
     ("/handlers/", "handlers (steps)"),
     ("/service/engine.py", "engine/worker/upstream logic"),
     ("/service/worker.py", "engine/worker/upstream logic"),
     ("/service/upstream.py", "engine/worker/upstream logic"),
     ("/service/", "other service code (hook handler, API, views)"),
+    ("_asynciomodule.c", "asyncio tasks and futures (C: task steps, call_soon)"),
+    ("/asyncio/runners.py", UVLOOP_OPAQUE),
     ("/asyncio/selector_events.py", "socket I/O (asyncio transports: send, recv, accept)"),
-    ("/asyncio/", "asyncio loop machinery (tasks, futures, handles)"),
+    ("/asyncio/", "asyncio in Python (locks, queues, base_events)"),
 )
 
 # What a sample of the event-loop thread is working on: the outermost matching function.
@@ -835,50 +914,79 @@ WORK_MARKERS = (
     ("Engine.submit", "submitting jobs upstream"),
     ("Engine.reconcile", "reconcile polls"),
     ("create_job", "POST /v1/jobs"),
-    ("receive_callback", "inside the hook handler (token, JSON, store call, answer)"),
-    ("ingest", "inside the hook handler (token, JSON, store call, answer)"),
-    ("H11Protocol.", "HTTP requests outside the handlers (uvicorn, h11, framework)"),
-    ("RequestResponseCycle.", "HTTP requests outside the handlers (uvicorn, h11, framework)"),
+    ("receive_callback", HOOK),
+    ("ingest", HOOK),
+    ("_ingest", HOOK),
+    ("Litestar.__call__", "other HTTP API requests (Litestar)"),
+    ("FastPath.__call__", HOOK),
+    ("HttpToolsProtocol.", "HTTP requests outside the handlers (uvicorn, httptools, framework)"),
+    ("H11Protocol.", "HTTP requests outside the handlers (uvicorn, httptools, framework)"),
+    ("RequestResponseCycle.", "HTTP requests outside the handlers (uvicorn, httptools, framework)"),
+    ("_settle_all", "store results handed to the loop (_settle)"),
     ("_settle", "store results handed to the loop (_settle)"),
+    ("ResponseHandler.", "outgoing HTTP answers arriving (aiohttp)"),
     ("Workers.", "worker loops (claiming work from the store)"),
 )
 
-SQLITE_SELF = (
-    ("queue.py", "idle: waiting for operations (queue.get)"),
-    ("_Worker._run", "idle: waiting for operations (queue.get)"),
-    ("call_soon_threadsafe", "handing results to the loop (call_soon_threadsafe)"),
-    ("_write_to_self", "handing results to the loop (call_soon_threadsafe)"),
-)
+SQLITE_IDLE = "idle: waiting for operations (queue.get)"
+SQLITE_HAND_BACK = "handing results to the loop (call_soon_threadsafe)"
+
+
+def func_of(frame: str) -> str:
+    return frame.partition(" (")[0]
+
+
+def file_of(frame: str) -> str:
+    return frame.partition(" (")[2].rstrip(") ").rsplit(":", 1)[0]
+
+
+def classify_frame(frame: str) -> str | None:
+    """The category of one frame, or None for a frame that tells nothing (libc, the
+    interpreter, an address): the next frame out decides."""
+    func, file = func_of(frame), file_of(frame)
+    for names, name in NATIVE_FUNCS:
+        if func in names:
+            return name
+    if "/uvloop/" in file or "libuv" in file:
+        return SOCKET_IO if any(m in func for m in UV_SOCKET_FUNCS) else UVLOOP
+    return next((name for marker, name in SELF_MARKERS if marker in file), None)
 
 
 def classify_loop_self(frames: list[str]) -> str:
     for frame in reversed(frames):
-        for marker, name in SELF_MARKERS:
-            if marker in frame:
-                return name
+        name = classify_frame(frame)
+        if name:
+            return name
     return "other"
 
 
 def classify_loop_work(frames: list[str]) -> str:
-    if "/selectors.py" in frames[-1]:
-        return "idle: waiting in epoll"
-    funcs = [frame.partition(" (")[0] for frame in frames]
+    where = classify_loop_self(frames)
+    if where in (IDLE, UVLOOP_OPAQUE):
+        return where
+    funcs = [func_of(frame) for frame in frames]
     for marker, name in WORK_MARKERS:  # in the order of WORK_MARKERS: the most specific first
         if any(f == marker or (marker.endswith(".") and f.startswith(marker)) for f in funcs):
             return name
-    return "other loop work"
+    return f"no handler on the stack: {where}"
 
 
 def classify_sqlite(frames: list[str]) -> str:
-    funcs = [f.partition(" (")[0] for f in frames]
-    for marker, name in SQLITE_SELF:
-        if marker in frames[-1] or marker == funcs[-1]:
-            return name
+    funcs = [func_of(f) for f in frames]
+    python = [f for f, frame in zip(funcs, frames, strict=True) if file_of(frame).endswith(".py")]
+    if any("SimpleQueue_get" in f for f in funcs) or (python and python[-1] == "_Worker._run"):
+        return SQLITE_IDLE
+    if file_of(frames[-1]).endswith("/queue.py"):
+        return SQLITE_IDLE
+    if any(f in NATIVE_FUNCS[1][0] for f in funcs[-3:]):
+        return "waiting for the GIL (the loop thread holds it)"
+    if any("call_soon_threadsafe" in f or f in ("_hand_back", "_write_to_self") for f in funcs):
+        return SQLITE_HAND_BACK
     if "_attempt" in funcs:
         after = frames[funcs.index("_attempt") + 1 :]
-        op = next((f.partition(" (")[0] for f in after if "/service/sqlite_store.py" in f), None)
+        op = next((func_of(f) for f in after if "/service/sqlite_store.py" in f), None)
         if op is None:
-            return "SAVEPOINT / RELEASE around each operation (sqlite_utils atomic)"
+            return "SAVEPOINT / RELEASE around each operation (the store's _attempt)"
         if op in ("_record_callback", "_insert_event"):
             return "record_callback: SELECT job, duplicate check, INSERT event"
         return "other operations (verification reads and writes, claims, ...)"
@@ -911,7 +1019,7 @@ def summarise_profile(path: Path) -> dict[str, Any]:
                 work[classify_loop_work(frames)] += n
             elif name == "taskhook-sqlite":
                 where[classify_sqlite(frames)] += n
-            leaf[short(frames[-1])] += n
+            leaf[short(own_frame(frames))] += n
         summary["threads"][name] = {
             "samples": total,
             "where": [(c, n / total) for c, n in where.most_common()],
@@ -919,6 +1027,11 @@ def summarise_profile(path: Path) -> dict[str, Any]:
             "self": [(f, n / total) for f, n in leaf.most_common(15)],
         }
     return summary
+
+
+def own_frame(frames: list[str]) -> str:
+    """The innermost frame with a name (``--native`` leaves some libc frames as addresses)."""
+    return next((f for f in reversed(frames) if not f.startswith("0x")), frames[-1])
 
 
 def short(frame: str) -> str:
@@ -930,10 +1043,16 @@ def short(frame: str) -> str:
     elif "/lib/python3" in file:
         file = file.split("/lib/python3", 1)[1].partition("/")[2]
     else:
-        for top in ("/service/", "/handlers/", "/bench/"):
+        for top in ("/service/", "/handlers/", "/bench/", "/project/"):
             if top in file:
-                file = top.strip("/") + "/" + file.rsplit(top, 1)[1]
+                file = (
+                    file.rsplit(top, 1)[1]
+                    if top == "/project/"
+                    else top.strip("/") + "/" + file.rsplit(top, 1)[1]
+                )
                 break
+        else:  # a shared library: its name; a C file: its last two parts
+            file = file.rsplit("/", 1)[-1] if ".so" in file else "/".join(file.rsplit("/", 2)[-2:])
     return f"{func} ({file})"
 
 
@@ -1031,7 +1150,7 @@ def scenario_e2e(workdir: Path, args: argparse.Namespace, report: dict[str, Any]
         m = min(n, 300)
         log(f"e2e: profiling {m} more jobs with py-spy (a separate batch)")
         raw = ROOT / "bench" / "profile-e2e.raw.txt"
-        spy = start_py_spy(proc.pid, 900, raw)
+        spy = start_py_spy(proc.pid, 900, raw, args)
         asyncio.run(submit_jobs(proc.url, m, args.e2e_concurrency))
         wait_settled(db, warm + n + m, 2 * (warm + n + m), args.e2e_timeout)
         spy.send_signal(signal.SIGINT)
@@ -1675,12 +1794,10 @@ def after_the_answers_text(r: dict[str, Any], args: argparse.Namespace) -> str:
     text += f"Outcomes: {outcomes or 'none'}"
     if r["retried"]:
         text += f"; {r['retried']:,} needed more than one attempt"
-    if r["helpers_cpu"]:
-        text += (
-            f" (the simulator used {r['helpers_cpu']:.1f} CPU s answering verification GETs "
-            "during the run)"
-        )
-    return text + f". Duplicates among the measured callbacks: {r['duplicates']}."
+    text += f". Duplicates among the measured callbacks: {r['duplicates']}."
+    if r["helpers_cpu"] >= 0.05:
+        text += f" The simulator used {r['helpers_cpu']:.1f} CPU s during the run."
+    return text
 
 
 def outcome_name(verified: int | None, note: str | None) -> str:
@@ -1856,6 +1973,11 @@ def render_profiles(w: Any, report: dict[str, Any], args: argparse.Namespace) ->
         profiles.append(
             ("end to end (the e2e scenario's service)", None, None, report["profile_e2e"])
         )
+    native = (
+        "with `--native` (the C frames of uvloop, libuv, httptools and CPython too)"
+        if args.profile_native
+        else "without `--native` (uvloop's C code is one opaque bucket)"
+    )
     for title, rps, rps_measured, prof in profiles:
         w(f"### Profile: {title}\n")
         under = ""
@@ -1864,8 +1986,8 @@ def render_profiles(w: Any, report: dict[str, Any], args: argparse.Namespace) ->
             if rps_measured:
                 under += f" ({rps_measured:,.0f} in the measured run)"
         w(
-            "py-spy, 200 samples/s per thread, a separate run of its own (not the measured "
-            f"one), idle samples included{under}.\n"
+            f"py-spy {native}, {args.profile_rate} samples/s per thread, a separate run of its "
+            f"own (not the measured one), idle samples included{under}.\n"
         )
         for thread in ("MainThread", "taskhook-sqlite"):
             data = prof["threads"].get(thread)
@@ -1917,6 +2039,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--profile-seconds", type=int, default=12)
     p.add_argument("--no-profile", dest="profile", action="store_false")
+    p.add_argument(
+        "--no-native",
+        dest="profile_native",
+        action="store_false",
+        help="py-spy without --native (which it uses where it works: %(default)s): cheaper "
+        "samples, but time inside uvloop's C code (idle in epoll or its own work) is one bucket",
+    )
+    p.add_argument(
+        "--profile-rate",
+        type=int,
+        help="py-spy samples/s (default 25 with --native, whose samples cost more, else 200)",
+    )
     p.add_argument(
         "--svg",
         action="store_true",
@@ -1997,10 +2131,15 @@ def chosen_scenarios(args: argparse.Namespace) -> list[Any]:
 
 
 def setup_profiler(args: argparse.Namespace) -> None:
-    """Whether py-spy is there."""
+    """Whether py-spy is there, whether its --native works here, and its rate."""
     if args.profile and py_spy_path() is None:
         log("py-spy not found (pip install py-spy): the profile is skipped")
         args.profile = False
+    if args.profile and args.profile_native and not py_spy_native_works():
+        log("py-spy --native does not work here: profiling without it")
+        args.profile_native = False
+    if args.profile_rate is None:
+        args.profile_rate = 25 if args.profile_native else 200
 
 
 def main(argv: list[str] | None = None) -> int:
