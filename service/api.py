@@ -38,7 +38,8 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    # async on purpose: Litestar runs a sync guard in a worker thread, a round trip per request
     keys = connection.app.state.runtime.config.server.api_keys
     if not api_key_ok(keys, bearer(connection.headers.get("authorization"))):
         raise AuthError("missing or invalid API key: send 'Authorization: Bearer <key>'")

@@ -108,6 +108,7 @@ class Engine:
         )
         self.services = Services(session, fetcher, config, self)
         self.wake = {name: asyncio.Event() for name in ("submit", "events", "steps", "polls")}
+        self.receiving = 0  # callbacks being received right now (service.receiver)
         self.reconcile_after = seconds(config.upstream.reconcile_after)
         self.poll_limiter = RateLimiter(config.upstream.reconcile_rate)
 

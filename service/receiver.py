@@ -60,7 +60,23 @@ async def ingest(
     headers: Mapping[str, str],
     read_body: Callable[[], Awaitable[bytes]],
 ) -> dict[str, Any]:
-    """Checks, parses and durably stores one callback; raises ``TaskhookError`` (4xx)."""
+    """Checks, parses and durably stores one callback; raises ``TaskhookError`` (4xx).
+    Counts itself in ``engine.receiving`` while it runs: verification yields to it."""
+    engine = rt.engine
+    engine.receiving += 1
+    try:
+        return await _ingest(rt, job_id, token, headers, read_body)
+    finally:
+        engine.receiving -= 1
+
+
+async def _ingest(
+    rt: Any,
+    job_id: str,
+    token: str,
+    headers: Mapping[str, str],
+    read_body: Callable[[], Awaitable[bytes]],
+) -> dict[str, Any]:
     if not token_ok(rt.config.server.secret, job_id, token):
         rt.metrics.callbacks.labels("bad_token").inc()
         raise AuthError("invalid callback token")

@@ -19,6 +19,14 @@ from service.engine import Engine
 log = logging.getLogger("taskhook")
 
 POLL_INTERVAL = 0.5
+# Acknowledging a callback is what the upstream waits for (about ten seconds); verifying it
+# can wait. While at least RECEIVING_BUSY callbacks are being received at once, the receiver
+# is saturated (a burst): verification then takes YIELD_BATCH events per YIELD_SECONDS
+# (a trickle, so it never stops) instead of EVENT_BATCH at a time, and catches up after.
+RECEIVING_BUSY = 8
+EVENT_BATCH = 32
+YIELD_BATCH = 2
+YIELD_SECONDS = 0.25
 RETENTION_INTERVAL = 3600.0
 
 
@@ -108,7 +116,11 @@ class Workers:
         return len(jobs)
 
     async def events_once(self) -> int:
-        events = await self.store.pending_events(time.time(), 32)
+        limit = EVENT_BATCH
+        if self.engine.receiving >= RECEIVING_BUSY and not self.stopping.is_set():
+            await asyncio.sleep(YIELD_SECONDS)
+            limit = YIELD_BATCH
+        events = await self.store.pending_events(time.time(), limit)
         await asyncio.gather(*(self.engine.process_event(event) for event in events))
         return len(events)
 
