@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from typing import Any
 
@@ -34,6 +35,14 @@ class Server(uvicorn.Server):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sockets = [sock]
         super().run(sockets=sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        # Everything loaded so far (the catalog, the app, the config) lives as long as the
+        # process: out of the collector's sight, a full collection no longer walks it. Under
+        # a callback burst this took ingest's p99 from about 75 ms to 25 ms (bench/).
+        gc.collect()
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         runtime = getattr(self.litestar.state, "runtime", None)
