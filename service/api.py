@@ -19,7 +19,7 @@ from service.engine import Submitted
 from service.errors import AuthError, Conflict, InvalidInput, NotFound, RequestError
 from service.runtime import Runtime
 from service.security import api_key_ok, bearer, new_job_id
-from service.store import Job, JobStatus, StepStatus, SubmitState
+from service.store import Job, JobDetail, JobStatus, StepStatus, SubmitState
 
 API_MAX_BYTES = 1024 * 1024
 
@@ -64,9 +64,9 @@ def job_summary(job: Job) -> dict[str, Any]:
     return view
 
 
-async def job_detail(rt: Runtime, job: Job) -> dict[str, Any]:
-    view = job_summary(job)
-    view["children"] = await rt.store.children(job.id)
+def job_detail(detail: JobDetail) -> dict[str, Any]:
+    view = job_summary(detail.job)
+    view["children"] = detail.children
     view["events"] = [
         {
             "id": e.id,
@@ -79,7 +79,7 @@ async def job_detail(rt: Runtime, job: Job) -> dict[str, Any]:
             "processed": e.processed_at is not None,
             "note": e.note,
         }
-        for e in await rt.store.job_events(job.id)
+        for e in detail.events
     ]
     view["runs"] = [
         {
@@ -93,9 +93,16 @@ async def job_detail(rt: Runtime, job: Job) -> dict[str, Any]:
             "result": s.result,
             "next_run_at": pipeline.iso(s.next_run_at) if s.status == "retrying" else None,
         }
-        for s in await rt.store.job_steps(job.id)
+        for s in detail.steps
     ]
     return view
+
+
+async def detail_of(rt: Runtime, job_id: str) -> dict[str, Any]:
+    detail = await rt.store.job_detail(job_id)
+    if detail is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job_detail(detail)
 
 
 # ---- /v1/jobs ------------------------------------------------------------------------------
@@ -153,27 +160,21 @@ async def create_job(
     outcome, error = await rt.engine.submit(stored)
     if outcome is Submitted.REFUSED and error is not None:
         raise error
-    fresh = await rt.store.get_job(job.id)
-    assert fresh is not None
     code = 201 if outcome is Submitted.OK else 202
-    return Response(await job_detail(rt, fresh), status_code=code)
+    return Response(await detail_of(rt, job.id), status_code=code)
 
 
 async def _replayed(rt: Runtime, job: Job, request_hash: str | None) -> Response:
     if job.request_hash != request_hash:
         raise Conflict("this Idempotency-Key was used with a different request body")
     return Response(
-        await job_detail(rt, job), status_code=200, headers={"Idempotent-Replayed": "true"}
+        await detail_of(rt, job.id), status_code=200, headers={"Idempotent-Replayed": "true"}
     )
 
 
 @get("/jobs/{job_id:str}", summary="A job, with its callbacks and steps")
 async def show_job(request: Request, job_id: str) -> dict[str, Any]:
-    rt = runtime_of(request)
-    job = await rt.store.get_job(job_id)
-    if job is None:
-        raise NotFound(f"no job {job_id!r}")
-    return await job_detail(rt, job)
+    return await detail_of(runtime_of(request), job_id)
 
 
 @get("/jobs", summary="Jobs, newest first")

@@ -33,7 +33,7 @@ from service.metrics import Metrics
 from service.outputs import normalise
 from service.ratelimit import RateLimiter
 from service.security import callback_token, new_job_id
-from service.store import Event, Job, Step, Store, SubmitState
+from service.store import Claimed, Event, Job, Step, Store, SubmitState
 from service.upstream import TaskState, UpstreamClient, failure_reason
 
 log = logging.getLogger("taskhook")
@@ -206,18 +206,18 @@ class Engine:
             self.notify("steps")
         return changed
 
-    async def process_event(self, event: Event) -> None:
-        """Verifies and acts on one stored callback; an unexpected failure is retried later
-        with backoff, so one bad event never holds up the others."""
+    async def process_event(self, event: Event, job: Job | None) -> None:
+        """Verifies and acts on one stored callback (``job``: its job, read with it); an
+        unexpected failure is retried later with backoff, so one bad event never holds up
+        the others."""
         try:
-            await self._process_event(event)
+            await self._process_event(event, job)
         except Exception as exc:
             log.exception("event %s of job %s could not be processed", event.id, event.job_id)
             retry_at = time.time() + backoff(event.attempts + 1, base=5, cap=600)
             await self.store.retry_event(event.id, retry_at, f"{type(exc).__name__}: {exc}")
 
-    async def _process_event(self, event: Event) -> None:
-        job = await self.store.get_job(event.job_id)
+    async def _process_event(self, event: Event, job: Job | None) -> None:
         if job is None or job.status not in ("accepted", "submitted"):
             status = job.status if job else "missing"
             await self.store.finish_event(
@@ -332,17 +332,16 @@ class Engine:
 
     # ---- steps -----------------------------------------------------------------------------
 
-    async def run_step(self, step: Step) -> None:
+    async def run_step(self, claimed: Claimed) -> None:
+        step, job = claimed.step, claimed.job
         bound = pipeline.find_step(self.config.rules, step.rule, step.position)
-        job = await self.store.get_job(step.job_id)
         if bound is None or bound.handler_name != step.handler or job is None:
             await self.store.step_failed(
                 step, "the rule or handler is no longer configured", None, time.time()
             )
             return
-        prior = await self.store.prior_results(step)
         context = StepContext(
-            context=pipeline.context(job, prior),
+            context=pipeline.context(job, claimed.prior),
             templates=bound.templates,
             services=self.services,
             step_id=step.id,

@@ -26,8 +26,10 @@ import msgspec
 
 from service.errors import BudgetExceeded, Conflict, NotFound
 from service.store import (
+    Claimed,
     Event,
     Job,
+    JobDetail,
     JobStatus,
     PlannedStep,
     Step,
@@ -348,6 +350,10 @@ class SQLiteStore:
     async def get_job(self, job_id: str) -> Job | None:
         return await self._call(_get_job, job_id)
 
+    async def job_detail(self, job_id: str) -> JobDetail | None:
+        """The job with its children, events and steps, in one round trip."""
+        return await self._call(_job_detail, job_id)
+
     async def job_by_key(self, idempotency_key: str) -> Job | None:
         return await self._call(_job_by_key, idempotency_key)
 
@@ -363,8 +369,7 @@ class SQLiteStore:
         return await self._call(_list_jobs, status, model, tag, limit, cursor)
 
     async def children(self, job_id: str) -> list[str]:
-        sql = "SELECT id FROM jobs WHERE parent_id = ? ORDER BY id"
-        return await self._call(lambda conn: [r[0] for r in conn.execute(sql, (job_id,))])
+        return await self._call(_children, job_id)
 
     async def chain_cost(self, job_id: str) -> float:
         """The priced cost of the whole chain the job belongs to (its root and descendants)."""
@@ -458,7 +463,8 @@ class SQLiteStore:
             _insert_event, job_id, "poll", task_id, status, payload, now, False, now
         )
 
-    async def pending_events(self, now: float, limit: int) -> list[Event]:
+    async def pending_events(self, now: float, limit: int) -> list[tuple[Event, Job | None]]:
+        """Events due for processing, each with its job as it is now."""
         return await self._call(_pending_events, now, limit)
 
     async def finish_event(
@@ -473,16 +479,13 @@ class SQLiteStore:
         await self._call(lambda conn: conn.execute(sql, (at, note, event_id)).rowcount)
 
     async def job_events(self, job_id: str) -> list[Event]:
-        sql = f"SELECT {_EVENT_FIELDS} FROM events WHERE job_id = ? ORDER BY id"  # noqa: S608
-        return await self._call(lambda conn: [_event(r) for r in conn.execute(sql, (job_id,))])
+        return await self._call(_job_events, job_id)
 
     # ---- steps ---------------------------------------------------------------------------
 
-    async def claim_step(self, now: float, lease_until: float) -> Step | None:
+    async def claim_step(self, now: float, lease_until: float) -> Claimed | None:
+        """Claims the next due step, with its job and the rule's earlier results."""
         return await self._call(_claim_step, now, lease_until)
-
-    async def prior_results(self, step: Step) -> dict[str, dict[str, Any]]:
-        return await self._call(_prior_results, step)
 
     # A claim's attempt number is its lease token: a worker whose lease expired (and whose
     # step was claimed again) can no longer change the step ("AND attempts = ?" below).
@@ -517,11 +520,7 @@ class SQLiteStore:
         return await self._call(lambda conn: conn.execute(sql, values).rowcount)
 
     async def job_steps(self, job_id: str) -> list[Step]:
-        sql = (
-            f"SELECT {_STEP_FIELDS} FROM steps WHERE job_id = ?"  # noqa: S608
-            " ORDER BY generation, rule, position"
-        )
-        return await self._call(lambda conn: [_step(r) for r in conn.execute(sql, (job_id,))])
+        return await self._call(_job_steps, job_id)
 
     async def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` jobs that ended before ``before`` and whose steps have all
@@ -592,6 +591,38 @@ def _create_job(
 def _get_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
     row = conn.execute(_SQL_JOB, (job_id,)).fetchone()
     return None if row is None else _job(row)
+
+
+_SQL_CHILDREN = "SELECT id FROM jobs WHERE parent_id = ? ORDER BY id"
+_SQL_JOB_EVENTS = f"SELECT {_EVENT_FIELDS} FROM events WHERE job_id = ? ORDER BY id"  # noqa: S608
+_SQL_JOB_STEPS = (
+    f"SELECT {_STEP_FIELDS} FROM steps WHERE job_id = ?"  # noqa: S608
+    " ORDER BY generation, rule, position"
+)
+
+
+def _children(conn: sqlite3.Connection, job_id: str) -> list[str]:
+    return [r[0] for r in conn.execute(_SQL_CHILDREN, (job_id,))]
+
+
+def _job_events(conn: sqlite3.Connection, job_id: str) -> list[Event]:
+    return [_event(r) for r in conn.execute(_SQL_JOB_EVENTS, (job_id,))]
+
+
+def _job_steps(conn: sqlite3.Connection, job_id: str) -> list[Step]:
+    return [_step(r) for r in conn.execute(_SQL_JOB_STEPS, (job_id,))]
+
+
+def _job_detail(conn: sqlite3.Connection, job_id: str) -> JobDetail | None:
+    job = _get_job(conn, job_id)
+    if job is None:
+        return None
+    return JobDetail(
+        job=job,
+        children=_children(conn, job_id),
+        events=_job_events(conn, job_id),
+        steps=_job_steps(conn, job_id),
+    )
 
 
 def _job_by_key(conn: sqlite3.Connection, idempotency_key: str) -> Job | None:
@@ -824,8 +855,11 @@ _SQL_PENDING_EVENTS = f"""SELECT {_EVENT_FIELDS} FROM events
        ORDER BY next_attempt_at, id LIMIT ?"""  # noqa: S608
 
 
-def _pending_events(conn: sqlite3.Connection, now: float, limit: int) -> list[Event]:
-    return [_event(r) for r in conn.execute(_SQL_PENDING_EVENTS, (now, limit))]
+def _pending_events(
+    conn: sqlite3.Connection, now: float, limit: int
+) -> list[tuple[Event, Job | None]]:
+    events = [_event(r) for r in conn.execute(_SQL_PENDING_EVENTS, (now, limit)).fetchall()]
+    return [(event, _get_job(conn, event.job_id)) for event in events]
 
 
 def _finish_event(
@@ -851,9 +885,12 @@ _SQL_CLAIM_STEP = f"""UPDATE steps SET status = 'running', attempts = attempts +
        RETURNING {_STEP_FIELDS}"""  # noqa: S608
 
 
-def _claim_step(conn: sqlite3.Connection, now: float, lease_until: float) -> Step | None:
+def _claim_step(conn: sqlite3.Connection, now: float, lease_until: float) -> Claimed | None:
     rows = conn.execute(_SQL_CLAIM_STEP, (lease_until, now, now, now)).fetchall()
-    return _step(rows[0]) if rows else None
+    if not rows:
+        return None
+    step = _step(rows[0])
+    return Claimed(step=step, job=_get_job(conn, step.job_id), prior=_prior_results(conn, step))
 
 
 def _step_succeeded(

@@ -96,6 +96,21 @@ class Step(msgspec.Struct, kw_only=True):
     first_attempt_at: float | None = None
 
 
+class Claimed(msgspec.Struct):
+    """A claimed step with what running it needs, read in the claim's own round trip."""
+
+    step: Step
+    job: Job | None
+    prior: dict[str, dict[str, Any]]  # results of the rule's earlier steps, by handler
+
+
+class JobDetail(msgspec.Struct):
+    job: Job
+    children: list[str]
+    events: list[Event]
+    steps: list[Step]
+
+
 class PlannedStep(msgspec.Struct, frozen=True):
     rule: str
     position: int
@@ -112,6 +127,7 @@ class Store(Protocol):
         self, job: Job, max_chain_cost: float | None = None
     ) -> tuple[Job, bool]: ...
     async def get_job(self, job_id: str) -> Job | None: ...
+    async def job_detail(self, job_id: str) -> JobDetail | None: ...
     async def job_by_key(self, idempotency_key: str) -> Job | None: ...
     async def list_jobs(
         self,
@@ -159,7 +175,7 @@ class Store(Protocol):
     async def record_poll(
         self, job_id: str, task_id: str, status: str, payload: dict[str, Any], now: float
     ) -> Event: ...
-    async def pending_events(self, now: float, limit: int) -> list[Event]: ...
+    async def pending_events(self, now: float, limit: int) -> list[tuple[Event, Job | None]]: ...
     async def finish_event(
         self, event_id: int, *, verified: bool | None, note: str | None, now: float
     ) -> None: ...
@@ -167,8 +183,7 @@ class Store(Protocol):
     async def job_events(self, job_id: str) -> list[Event]: ...
 
     # steps
-    async def claim_step(self, now: float, lease_until: float) -> Step | None: ...
-    async def prior_results(self, step: Step) -> dict[str, dict[str, Any]]: ...
+    async def claim_step(self, now: float, lease_until: float) -> Claimed | None: ...
     async def heartbeat(self, step: Step, lease_until: float) -> None: ...
     async def step_succeeded(self, step: Step, result: dict[str, Any], now: float) -> bool: ...
     async def step_failed(

@@ -121,7 +121,7 @@ class Workers:
             await asyncio.sleep(YIELD_SECONDS)
             limit = YIELD_BATCH
         events = await self.store.pending_events(time.time(), limit)
-        await asyncio.gather(*(self.engine.process_event(event) for event in events))
+        await asyncio.gather(*(self.engine.process_event(event, job) for event, job in events))
         return len(events)
 
     async def polls_once(self) -> int:
@@ -130,10 +130,10 @@ class Workers:
         return len(jobs)
 
     async def step_once(self) -> int:
-        step = await self.store.claim_step(time.time(), time.time() + 60)
-        if step is None:
+        claimed = await self.store.claim_step(time.time(), time.time() + 60)
+        if claimed is None:
             return 0
-        await self.engine.run_step(step)
+        await self.engine.run_step(claimed)
         return 1
 
     async def drain(self, timeout: float = 30.0) -> None:
