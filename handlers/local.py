@@ -32,8 +32,12 @@ class LocalHandler(Handler):
         "sha256": ["0" * 64],
     }
 
+    _root: Path | None = None
+
     async def run(self, step: StepContext) -> dict[str, Any]:
-        root = Path(self.config.directory).resolve()
+        if self._root is None:  # resolved once: the directory is fixed by the config
+            self._root = Path(self.config.directory).resolve()
+        root = self._root
         result: dict[str, list[Any]] = {key: [] for key in self.result_sample}
         for output in step.context["outputs"]:
             key = str(step.render("path", output=output)).lstrip("/")

@@ -25,7 +25,7 @@ POLL_INTERVAL = 0.5
 # (a trickle, so it never stops) instead of EVENT_BATCH at a time, and catches up after.
 RECEIVING_BUSY = 8
 EVENT_BATCH = 32
-YIELD_BATCH = 2
+YIELD_BATCH = 8
 YIELD_SECONDS = 0.25
 RETENTION_INTERVAL = 3600.0
 
