@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 
@@ -26,6 +28,15 @@ class Metrics:
             ["handler", "outcome"],
             registry=self.registry,
         )
+
+        self._callback_children: dict[str, Any] = {}
+
+    def callback(self, outcome: str) -> None:
+        """Counts a callback (the labelled child is looked up once per outcome)."""
+        child = self._callback_children.get(outcome)
+        if child is None:
+            child = self._callback_children[outcome] = self.callbacks.labels(outcome)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

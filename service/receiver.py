@@ -22,6 +22,7 @@ from service.errors import AuthError, RequestError, TaskhookError
 from service.security import signature_problem, token_ok
 
 CALLBACK_MAX_BYTES = 1024 * 1024
+STORED, DUPLICATE = "stored", "duplicate"
 log = logging.getLogger("taskhook")
 
 
@@ -78,21 +79,21 @@ async def _ingest(
     read_body: Callable[[], Awaitable[bytes]],
 ) -> dict[str, Any]:
     if not token_ok(rt.config.server.secret, job_id, token):
-        rt.metrics.callbacks.labels("bad_token").inc()
+        rt.metrics.callback("bad_token")
         raise AuthError("invalid callback token")
     body = await read_body()
     signing_secret = rt.config.upstream.signing_secret
     if signing_secret:
         problem = signature_problem(signing_secret, headers, body, time.time())
         if problem:
-            rt.metrics.callbacks.labels("bad_signature").inc()
+            rt.metrics.callback("bad_signature")
             raise AuthError(f"invalid callback signature: {problem}")
     parsed, payload = parse(body)
     now = time.time()  # one round trip: the job is looked up and the event stored together
     event = await rt.store.record_callback(
         job_id, parsed.task_id, parsed.status, payload, now, now + rt.engine.reconcile_after
     )
-    rt.metrics.callbacks.labels("duplicate" if event.duplicate else "stored").inc()
+    rt.metrics.callback(DUPLICATE if event.duplicate else STORED)
     if not event.duplicate:
         rt.engine.notify("events")
     return {"received": True, "duplicate": event.duplicate, "event_id": event.id}
@@ -137,7 +138,8 @@ class FastPath:
         ):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # ASGI header names are lower case already
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             status, answer = (
                 200,
