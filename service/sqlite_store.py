@@ -849,17 +849,9 @@ def _insert_callback(
         "now": now,
     }
     (event_id, duplicate), *_ = conn.execute(_SQL_INSERT_CALLBACK, params).fetchall()
-    # The row is what was just written: no need to read it back.
-    return Event(
-        id=event_id,
-        job_id=job_id,
-        source="callback",
-        task_id=task_id,
-        status=status,
-        payload=payload,
-        received_at=now,
-        duplicate=bool(duplicate),
-        processed_at=now if duplicate else None,
+    processed_at = now if duplicate else None
+    return _written(
+        event_id, job_id, "callback", task_id, status, payload, now, duplicate, None, processed_at
     )
 
 
@@ -906,7 +898,24 @@ def _insert_event(
         now,
     )
     event_id = conn.execute(_SQL_INSERT_EVENT, values).lastrowid
-    # The row is what was just written: no need to read it back.
+    return _written(
+        event_id, job_id, source, task_id, status, payload, now, duplicate, verified, processed_at
+    )
+
+
+def _written(
+    event_id: int,
+    job_id: str,
+    source: str,
+    task_id: str | None,
+    status: str | None,
+    payload: dict[str, Any],
+    now: float,
+    duplicate: bool,
+    verified: bool | None,
+    processed_at: float | None,
+) -> Event:
+    """The event row just written (no need to read it back)."""
     return Event(
         id=event_id,
         job_id=job_id,
@@ -915,7 +924,7 @@ def _insert_event(
         status=status,
         payload=payload,
         received_at=now,
-        duplicate=duplicate,
+        duplicate=bool(duplicate),
         verified=verified,
         processed_at=processed_at,
     )

@@ -58,6 +58,13 @@ class ServerThread:
         self.sock.close()
 
 
+async def lifespan(receive: Callable, send: Callable) -> None:
+    """Answers an ASGI lifespan scope: started, then stopped when asked."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 def capture_app(status: Callable[[int], int] | None = None) -> tuple[Any, list[dict]]:
     """A raw ASGI app that records every request (method, path, headers, body).
 

@@ -16,16 +16,14 @@ from handlers.local import LocalConfig, LocalHandler
 from service.fetch import Fetcher
 from service.http import new_session
 from service.templates import compile_tree
-from tests.support import ServerThread, capture_app
+from tests.support import ServerThread, capture_app, lifespan
 
 BODY = bytes(range(256)) * 64
 
 
 async def serve_file(scope: dict, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await lifespan(receive, send)
         return
     headers = [(b"content-type", b"image/png"), (b"content-length", str(len(BODY)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

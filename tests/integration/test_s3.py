@@ -32,7 +32,7 @@ from service.fetch import Fetcher, forbidden
 from service.http import new_session
 from service.templates import compile_tree
 from tests.conftest import base_config
-from tests.support import ServerThread, free_port, wait_until
+from tests.support import ServerThread, free_port, lifespan, wait_until
 
 MIB = 1024 * 1024
 BUCKET = "media-archive"
@@ -336,9 +336,7 @@ def redirect_app(location: str) -> Callable:
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         headers = [(b"location", location.encode()), (b"content-length", b"0")]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
@@ -353,9 +351,7 @@ def stream_app(size: int, content_length: bool) -> tuple[Callable, list[str]]:
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         requests.append(scope["path"])
         headers = [(b"content-type", b"video/mp4")]
