@@ -13,12 +13,11 @@ name for the same reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
-import queue
+import functools
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -167,77 +166,146 @@ def _step(row: Sequence[Any]) -> Step:
     return msgspec.convert(_record(_STEP_COLUMNS, row, "steps"), Step)
 
 
-class _Worker:
-    """The thread that owns the connection and commits operations in groups."""
+def _connect(path: str) -> sqlite3.Connection:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class _Connection:
+    """Owns the connection and runs operations in groups: the operations submitted while the
+    previous group was running (or in one turn of the event loop) share one transaction,
+    each in its own savepoint, and one commit (*group commit*).
+
+    A group made only of quick operations (``quick``: a few indexed statements) runs its
+    statements on the event loop's thread and hands only the COMMIT, whose fsync releases the
+    GIL, to the store's thread: one hand-over per group instead of one per statement (each
+    sqlite3 call releases the GIL, and winning it back from a busy event loop is what bounded
+    callback ingest). A group with any other operation runs wholly on the store's thread.
+    The connection is used by one side at a time: a new group starts after the last one's
+    commit."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="taskhook-sqlite", daemon=True)
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
+        self.conn: sqlite3.Connection | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="taskhook-sqlite")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pending: list[tuple[Callable[..., Any], tuple, asyncio.Future]] = []
+        self.busy = False  # a group is running or committing
+        self.scheduled = False
+        self.idle = asyncio.Event()
 
-    def start(self) -> None:
-        self.thread.start()
-        self.ready.wait()
-        if self.error:
-            raise self.error
+    async def open(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.conn = await self.loop.run_in_executor(self.executor, _connect, self.path)
 
-    def _connect(self) -> sqlite3.Connection:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, cached_statements=256
-        )
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
-            _migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    async def close(self) -> None:
+        while self.busy or self.pending:
+            self.idle.clear()
+            await self.idle.wait()
+        if self.conn is not None and self.loop is not None:
+            await self.loop.run_in_executor(self.executor, self.conn.close)
+        self.conn = None
+        self.executor.shutdown(wait=True)
 
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
+    def submit(self, fn: Callable[..., Any], args: tuple, future: asyncio.Future) -> None:
+        self.pending.append((fn, args, future))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self.pending and not self.busy and not self.scheduled and self.loop is not None:
+            self.scheduled = True
+            self.loop.call_soon(self._next_group)
+
+    def _next_group(self) -> None:
+        self.scheduled = False
+        if self.busy or not self.pending:
             return
-        self.ready.set()
-        while True:
-            batch = [self.queue.get()]
-            while len(batch) < _MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            if any(item is None for item in batch):
-                self._commit(conn, [item for item in batch if item is not None])
-                conn.close()
-                return
-            self._commit(conn, batch)
+        batch, self.pending = self.pending[:_MAX_BATCH], self.pending[_MAX_BATCH:]
+        self.busy = True
+        self._start_group(batch)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        """One transaction for the whole group, one savepoint per operation, one commit."""
-        if not batch:
-            return
-        outcomes: list[tuple[Any, Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+    def _start_group(self, batch: list[tuple[Callable[..., Any], tuple, asyncio.Future]]) -> None:
+        assert self.conn is not None and self.loop is not None
+        conn = self.conn
+        if all(getattr(fn, "quick", False) for fn, _, _ in batch):
             try:
-                for fn, args, future in batch:
-                    outcomes.append((future, *_attempt(conn, fn, args)))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except BaseException as exc:  # the group's transaction failed: nothing of it holds
-            outcomes = [(future, None, exc) for _, _, future in batch]
-        _hand_back(outcomes)
+                outcomes = _execute(conn, batch)
+            except BaseException as exc:  # BEGIN failed: nothing ran
+                outcomes = [(future, None, exc) for _, _, future in batch]
+            work = functools.partial(_commit, conn, outcomes)
+        else:
+            work = functools.partial(_run_group, conn, batch)
+        self.loop.run_in_executor(self.executor, work).add_done_callback(self._group_done)
+
+    def _group_done(self, done: asyncio.Future) -> None:
+        self.busy = False
+        _settle_all(done.result())  # the group functions return outcomes, never raise
+        if not self.pending:
+            self.idle.set()
+        self._schedule()
+
+
+Outcomes = list[tuple[asyncio.Future, Any, BaseException | None]]
+
+
+def _execute(conn: sqlite3.Connection, batch: list[Any]) -> Outcomes:
+    """BEGIN (its failure raises) and every operation of the group, each in its own
+    savepoint (or none, for an operation of one write); if an operation ended the
+    transaction, every operation of the group fails with its error."""
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes: Outcomes = []
+    try:
+        for fn, args, future in batch:
+            outcomes.append((future, *_attempt(conn, fn, args)))
+    except BaseException as exc:  # the transaction ended: nothing of the group holds
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(future, None, exc) for _, _, future in batch]
+    return outcomes
+
+
+def _commit(conn: sqlite3.Connection, outcomes: Outcomes) -> Outcomes:
+    """COMMIT (the fsync); if it fails, nothing of the group holds."""
+    if not conn.in_transaction:  # an operation's failure already rolled it back
+        return outcomes
+    try:
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(future, None, exc) for future, _, _ in outcomes]
+    return outcomes
+
+
+def _run_group(conn: sqlite3.Connection, batch: list[Any]) -> Outcomes:
+    """The whole group on the store's thread."""
+    try:
+        return _commit(conn, _execute(conn, batch))
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(future, None, exc) for _, _, future in batch]
+
+
+def quick(fn: Callable[..., T]) -> Callable[..., T]:
+    """Marks an operation short enough to run its statements on the event loop's thread (a
+    few indexed statements; never a scan, a loop over many rows or a wait)."""
+    fn.quick = True  # type: ignore[attr-defined]
+    return fn
 
 
 def one_write(fn: Callable[..., T]) -> Callable[..., T]:
@@ -270,17 +338,6 @@ def _attempt(conn: sqlite3.Connection, fn: Callable[..., Any], args: tuple) -> t
         return None, exc
     conn.execute("RELEASE op")
     return result, None
-
-
-def _hand_back(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
-    """Settles a group's futures with one ``call_soon_threadsafe`` per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-    for loop, items in by_loop.items():
-        # a closed loop raises RuntimeError: nothing awaits its futures any more
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle_all, items)
 
 
 def _settle_all(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
@@ -330,28 +387,34 @@ class SQLiteStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._worker: _Worker | None = None
+        self._connection: _Connection | None = None
         self._lock: IO[bytes] | None = None
 
     async def open(self) -> None:
         self._lock = _exclusive_lock(self.path)
-        self._worker = _Worker(self.path)
-        await asyncio.to_thread(self._worker.start)
+        connection = _Connection(self.path)
+        try:
+            await connection.open()
+        except BaseException:
+            connection.executor.shutdown(wait=False)
+            self._lock.close()
+            self._lock = None
+            raise
+        self._connection = connection
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.queue.put(None)
-            await asyncio.to_thread(self._worker.thread.join, 10)
-            self._worker = None
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._worker is None:
+        if self._connection is None:
             raise RuntimeError("the store is not open")
         future = asyncio.get_running_loop().create_future()
-        self._worker.queue.put((fn, args, future))
+        self._connection.submit(fn, args, future)
         return await future
 
     async def ping(self) -> bool:
@@ -578,6 +641,7 @@ _SQL_INSERT_JOB = f"INSERT INTO jobs ({_JOB_FIELDS}) VALUES ({', '.join('?' * le
 _SQL_INSERT_TAG = "INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?, ?)"
 
 
+@quick
 def _create_job(
     conn: sqlite3.Connection, job: Job, max_chain_cost: float | None
 ) -> tuple[Job, bool]:
@@ -603,6 +667,7 @@ def _create_job(
     return job, True
 
 
+@quick
 @one_write
 def _get_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
     row = conn.execute(_SQL_JOB, (job_id,)).fetchone()
@@ -617,21 +682,25 @@ _SQL_JOB_STEPS = (
 )
 
 
+@quick
 @one_write
 def _children(conn: sqlite3.Connection, job_id: str) -> list[str]:
     return [r[0] for r in conn.execute(_SQL_CHILDREN, (job_id,))]
 
 
+@quick
 @one_write
 def _job_events(conn: sqlite3.Connection, job_id: str) -> list[Event]:
     return [_event(r) for r in conn.execute(_SQL_JOB_EVENTS, (job_id,))]
 
 
+@quick
 @one_write
 def _job_steps(conn: sqlite3.Connection, job_id: str) -> list[Step]:
     return [_step(r) for r in conn.execute(_SQL_JOB_STEPS, (job_id,))]
 
 
+@quick
 @one_write
 def _job_detail(conn: sqlite3.Connection, job_id: str) -> JobDetail | None:
     job = _get_job(conn, job_id)
@@ -645,6 +714,7 @@ def _job_detail(conn: sqlite3.Connection, job_id: str) -> JobDetail | None:
     )
 
 
+@quick
 @one_write
 def _job_by_key(conn: sqlite3.Connection, idempotency_key: str) -> Job | None:
     row = conn.execute(_SQL_JOB_BY_KEY, (idempotency_key,)).fetchone()
@@ -713,6 +783,7 @@ def _set_job_where(conn: sqlite3.Connection, assignments: str, condition: str) -
     return conn.execute(sql).rowcount
 
 
+@quick
 @one_write
 def _mark_submitted(conn: sqlite3.Connection, job_id: str, task_id: str, poll_at: float) -> None:
     # A fast callback may have finished the job already: never move it back.
@@ -736,11 +807,13 @@ _SQL_CLAIM_SUBMISSIONS = f"""UPDATE jobs SET submit_state = 'inflight',
        RETURNING {_JOB_FIELDS}"""  # noqa: S608
 
 
+@quick
 @one_write
 def _claim_submissions(conn: sqlite3.Connection, now: float, limit: int) -> list[Job]:
     return [_job(r) for r in conn.execute(_SQL_CLAIM_SUBMISSIONS, (now, limit)).fetchall()]
 
 
+@quick
 def _finish_job(
     conn: sqlite3.Connection,
     job_id: str,
@@ -830,7 +903,7 @@ def _record_callback(
     return _insert_callback(conn, job_id, task_id, status, payload, now)
 
 
-one_write(_record_callback)
+quick(one_write(_record_callback))
 
 
 def _insert_callback(
@@ -935,6 +1008,7 @@ _SQL_PENDING_EVENTS = f"""SELECT {_EVENT_FIELDS} FROM events
        ORDER BY next_attempt_at, id LIMIT ?"""  # noqa: S608
 
 
+@quick
 @one_write
 def _pending_events(
     conn: sqlite3.Connection, now: float, limit: int
@@ -943,6 +1017,7 @@ def _pending_events(
     return [(event, _get_job(conn, event.job_id)) for event in events]
 
 
+@quick
 @one_write
 def _finish_event(
     conn: sqlite3.Connection, event_id: int, verified: bool | None, note: str | None, now: float
@@ -967,6 +1042,7 @@ _SQL_CLAIM_STEP = f"""UPDATE steps SET status = 'running', attempts = attempts +
        RETURNING {_STEP_FIELDS}"""  # noqa: S608
 
 
+@quick
 @one_write
 def _claim_step(conn: sqlite3.Connection, now: float, lease_until: float) -> Claimed | None:
     rows = conn.execute(_SQL_CLAIM_STEP, (lease_until, now, now, now)).fetchall()
@@ -976,6 +1052,7 @@ def _claim_step(conn: sqlite3.Connection, now: float, lease_until: float) -> Cla
     return Claimed(step=step, job=_get_job(conn, step.job_id), prior=_prior_results(conn, step))
 
 
+@quick
 @one_write
 def _step_succeeded(
     conn: sqlite3.Connection, step_id: int, attempts: int, result: bytes, now: float

@@ -97,13 +97,13 @@ def blocked_group(
 @pytest.fixture
 def group_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
-    original = sqlite_store._Worker._commit
+    original = sqlite_store._Connection._start_group
 
-    def spy(self: Any, conn: Any, batch: list[Any]) -> None:
+    def spy(self: Any, batch: list[Any]) -> None:
         sizes.append(len(batch))
-        original(self, conn, batch)
+        original(self, batch)
 
-    monkeypatch.setattr(sqlite_store._Worker, "_commit", spy)
+    monkeypatch.setattr(sqlite_store._Connection, "_start_group", spy)
     return sizes
 
 
