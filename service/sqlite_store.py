@@ -1,8 +1,9 @@
 """The embedded SQLite backend: every SQL statement taskhook runs lives in this module.
 
-One connection, owned by one thread. Callers enqueue operations; the thread runs every
-operation waiting in the queue inside one transaction (each in its own savepoint, so one
-failure does not undo the others) and commits once: *group commit*. With WAL and
+One connection. Callers submit operations; the operations waiting together run inside one
+transaction (each in its own savepoint, so one failure does not undo the others) and commit
+once: *group commit* (``_Connection``: short groups run their statements on the event loop
+and their COMMIT on the store's thread, other groups wholly on that thread). With WAL and
 ``synchronous=FULL`` a commit survives a power cut, and a burst of callbacks shares one fsync.
 
 The statements run on the plain ``sqlite3`` connection, each SQL text a constant so that
