@@ -106,10 +106,10 @@ async def run_store(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_sql(args: argparse.Namespace) -> dict[str, Any]:
     """``_record_callback`` on one thread, groups of 64 in one transaction, no event loop."""
-    from service.sqlite_store import _attempt, _record_callback, _Worker
+    from service.sqlite_store import _attempt, _connect, _record_callback
 
     jobs = read_jobs(args.jobs, args.ops)
-    conn = _Worker(args.db)._connect()
+    conn = _connect(args.db)
     started, cpu0 = time.monotonic(), cpu()
     for i in range(0, len(jobs), 64):
         conn.execute("BEGIN IMMEDIATE")

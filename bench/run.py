@@ -870,6 +870,8 @@ UV_SOCKET_FUNCS = (
     "streamserver",
 )
 
+STORE_ON_LOOP = "the store on the loop (quick groups' SQL, futures)"
+
 # Where a sample of the event-loop thread goes: the innermost frame whose file matches.
 SELF_MARKERS = (
     ("/selectors.py", IDLE),
@@ -882,7 +884,9 @@ SELF_MARKERS = (
     ("/prometheus_client/", "metrics (prometheus_client)"),
     ("/logging/", "logging"),
     ("/jinja2/", "templates (jinja2)"),
-    ("/service/sqlite_store.py", "store calls from the loop (queue put, futures)"),
+    ("/service/sqlite_store.py", STORE_ON_LOOP),
+    ("libsqlite3", STORE_ON_LOOP),
+    ("/_sqlite/", STORE_ON_LOOP),
     ("/aiohttp/", CLIENT),
     ("/aiohappyeyeballs/", CLIENT),
     ("/yarl/", CLIENT),
@@ -987,10 +991,10 @@ def classify_sqlite(frames: list[str]) -> str:
         op = next((func_of(f) for f in after if "/service/sqlite_store.py" in f), None)
         if op is None:
             return "SAVEPOINT / RELEASE around each operation (the store's _attempt)"
-        if op in ("_record_callback", "_insert_event"):
+        if op in ("_record_callback", "_insert_callback", "_insert_event"):
             return "record_callback: SELECT job, duplicate check, INSERT event"
         return "other operations (verification reads and writes, claims, ...)"
-    if "_Worker._commit" in funcs:
+    if "_commit" in funcs or "_execute" in funcs:
         return "BEGIN / COMMIT of each group (the COMMIT includes the fsync)"
     return "other"
 
@@ -1005,6 +1009,8 @@ def summarise_profile(path: Path) -> dict[str, Any]:
             continue
         frames = stack.split(";")
         thread = frames[0].partition(": ")[2] if frames[0].startswith("thread (") else "?"
+        if thread.startswith("taskhook-sqlite"):  # the store's executor: taskhook-sqlite_0
+            thread = "taskhook-sqlite"
         name = thread if thread in ("MainThread", "taskhook-sqlite") else "other threads"
         stacks.setdefault(name, []).append((frames[1:] or frames, int(count)))
     summary: dict[str, Any] = {"threads": {}}
