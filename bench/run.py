@@ -991,7 +991,7 @@ def classify_sqlite(frames: list[str]) -> str:
         op = next((func_of(f) for f in after if "/service/sqlite_store.py" in f), None)
         if op is None:
             return "SAVEPOINT / RELEASE around each operation (the store's _attempt)"
-        if op in ("_record_callback", "_insert_callback", "_insert_event"):
+        if op in ("_record_callback", "_insert_callback", "_insert_poll"):
             return "record_callback: SELECT job, duplicate check, INSERT event"
         return "other operations (verification reads and writes, claims, ...)"
     if "_commit" in funcs or "_execute" in funcs:

@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 
 from handlers import HandlerFailed, StepContext
-from service import pipeline
+from service import http, pipeline
 from service.config import Config, seconds
 from service.errors import (
     TaskhookError,
@@ -79,7 +79,7 @@ class Services:
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(30.0, connect=10.0), headers={"user-agent": "taskhook"}
+                timeout=httpx.Timeout(30.0, connect=10.0), headers={"user-agent": http.USER_AGENT}
             )
         return self._http
 

@@ -66,36 +66,26 @@ async def ingest(
     engine = rt.engine
     engine.receiving += 1
     try:
-        return await _ingest(rt, job_id, token, headers, read_body)
+        if not token_ok(rt.config.server.secret, job_id, token):
+            rt.metrics.callback("bad_token")
+            raise AuthError("invalid callback token")
+        body = await read_body()
+        signing_secret = rt.config.upstream.signing_secret
+        if signing_secret:
+            problem = signature_problem(signing_secret, headers, body, time.time())
+            if problem:
+                rt.metrics.callback("bad_signature")
+                raise AuthError(f"invalid callback signature: {problem}")
+        parsed, payload = parse(body)
+        now = time.time()  # one round trip: the job is looked up and the event stored together
+        event = await rt.store.record_callback(
+            job_id, parsed.task_id, parsed.status, payload, now, now + engine.reconcile_after
+        )
     finally:
         engine.receiving -= 1
-
-
-async def _ingest(
-    rt: Any,
-    job_id: str,
-    token: str,
-    headers: Mapping[str, str],
-    read_body: Callable[[], Awaitable[bytes]],
-) -> dict[str, Any]:
-    if not token_ok(rt.config.server.secret, job_id, token):
-        rt.metrics.callback("bad_token")
-        raise AuthError("invalid callback token")
-    body = await read_body()
-    signing_secret = rt.config.upstream.signing_secret
-    if signing_secret:
-        problem = signature_problem(signing_secret, headers, body, time.time())
-        if problem:
-            rt.metrics.callback("bad_signature")
-            raise AuthError(f"invalid callback signature: {problem}")
-    parsed, payload = parse(body)
-    now = time.time()  # one round trip: the job is looked up and the event stored together
-    event = await rt.store.record_callback(
-        job_id, parsed.task_id, parsed.status, payload, now, now + rt.engine.reconcile_after
-    )
     rt.metrics.callback(DUPLICATE if event.duplicate else STORED)
     if not event.duplicate:
-        rt.engine.notify("events")
+        engine.notify("events")
     return {"received": True, "duplicate": event.duplicate, "event_id": event.id}
 
 

@@ -14,6 +14,7 @@ name for the same reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import sqlite3
@@ -246,7 +247,7 @@ class _Connection:
             try:
                 outcomes = _execute(conn, batch)
             except BaseException as exc:  # BEGIN failed: nothing ran
-                outcomes = [(future, None, exc) for _, _, future in batch]
+                outcomes = _failed(batch, exc)
             work = functools.partial(_commit, conn, outcomes)
         else:
             work = functools.partial(_run_group, conn, batch)
@@ -273,10 +274,20 @@ def _execute(conn: sqlite3.Connection, batch: list[Any]) -> Outcomes:
         for fn, args, future in batch:
             outcomes.append((future, *_attempt(conn, fn, args)))
     except BaseException as exc:  # the transaction ended: nothing of the group holds
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return [(future, None, exc) for _, _, future in batch]
+        _rollback(conn)
+        return _failed(batch, exc)
     return outcomes
+
+
+def _failed(batch: list[Any], exc: BaseException) -> Outcomes:
+    """Every operation of the group fails with ``exc``."""
+    return [(future, None, exc) for _, _, future in batch]
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the commit's own error is the one to report
+            conn.execute("ROLLBACK")
 
 
 def _commit(conn: sqlite3.Connection, outcomes: Outcomes) -> Outcomes:
@@ -286,8 +297,7 @@ def _commit(conn: sqlite3.Connection, outcomes: Outcomes) -> Outcomes:
     try:
         conn.execute("COMMIT")
     except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        _rollback(conn)
         return [(future, None, exc) for future, _, _ in outcomes]
     return outcomes
 
@@ -297,9 +307,8 @@ def _run_group(conn: sqlite3.Connection, batch: list[Any]) -> Outcomes:
     try:
         return _commit(conn, _execute(conn, batch))
     except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return [(future, None, exc) for _, _, future in batch]
+        _rollback(conn)
+        return _failed(batch, exc)
 
 
 def quick(fn: Callable[..., T]) -> Callable[..., T]:
@@ -447,9 +456,6 @@ class SQLiteStore:
     ) -> list[Job]:
         return await self._call(_list_jobs, status, model, tag, limit, cursor)
 
-    async def children(self, job_id: str) -> list[str]:
-        return await self._call(_children, job_id)
-
     async def chain_cost(self, job_id: str) -> float:
         """The priced cost of the whole chain the job belongs to (its root and descendants)."""
         return await self._call(_chain_cost, job_id)
@@ -538,9 +544,7 @@ class SQLiteStore:
     async def record_poll(
         self, job_id: str, task_id: str, status: str, payload: dict[str, Any], now: float
     ) -> Event:
-        return await self._call(
-            _insert_event, job_id, "poll", task_id, status, payload, now, False, now
-        )
+        return await self._call(_insert_poll, job_id, task_id, status, payload, now)
 
     async def pending_events(self, now: float, limit: int) -> list[tuple[Event, Job | None]]:
         """Events due for processing, each with its job as it is now."""
@@ -556,9 +560,6 @@ class SQLiteStore:
             "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?, note = ? WHERE id = ?"
         )
         await self._call(lambda conn: conn.execute(sql, (at, note, event_id)).rowcount)
-
-    async def job_events(self, job_id: str) -> list[Event]:
-        return await self._call(_job_events, job_id)
 
     # ---- steps ---------------------------------------------------------------------------
 
@@ -597,9 +598,6 @@ class SQLiteStore:
         )
         values = (now, now, everything, now)
         return await self._call(lambda conn: conn.execute(sql, values).rowcount)
-
-    async def job_steps(self, job_id: str) -> list[Step]:
-        return await self._call(_job_steps, job_id)
 
     async def prune(self, before: float, limit: int) -> int:
         """Deletes up to ``limit`` jobs that ended before ``before`` and whose steps have all
@@ -683,20 +681,14 @@ _SQL_JOB_STEPS = (
 )
 
 
-@quick
-@one_write
 def _children(conn: sqlite3.Connection, job_id: str) -> list[str]:
     return [r[0] for r in conn.execute(_SQL_CHILDREN, (job_id,))]
 
 
-@quick
-@one_write
 def _job_events(conn: sqlite3.Connection, job_id: str) -> list[Event]:
     return [_event(r) for r in conn.execute(_SQL_JOB_EVENTS, (job_id,))]
 
 
-@quick
-@one_write
 def _job_steps(conn: sqlite3.Connection, job_id: str) -> list[Step]:
     return [_step(r) for r in conn.execute(_SQL_JOB_STEPS, (job_id,))]
 
@@ -923,9 +915,17 @@ def _insert_callback(
         "now": now,
     }
     (event_id, duplicate), *_ = conn.execute(_SQL_INSERT_CALLBACK, params).fetchall()
-    processed_at = now if duplicate else None
-    return _written(
-        event_id, job_id, "callback", task_id, status, payload, now, duplicate, None, processed_at
+    # The row is what was just written: no need to read it back.
+    return Event(
+        id=event_id,
+        job_id=job_id,
+        source="callback",
+        task_id=task_id,
+        status=status,
+        payload=payload,
+        received_at=now,
+        duplicate=bool(duplicate),
+        processed_at=now if duplicate else None,
     )
 
 
@@ -942,65 +942,31 @@ def _adopt(conn: sqlite3.Connection, job_id: str, task_id: str, poll_at: float) 
     ).rowcount
 
 
-_SQL_INSERT_EVENT = """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
-                               duplicate, verified, processed_at, next_attempt_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_SQL_INSERT_POLL = """INSERT INTO events (job_id, source, task_id, status, payload, received_at,
+                               verified, processed_at, next_attempt_at)
+           VALUES (?, 'poll', ?, ?, ?, ?, 1, ?, ?)"""
 
 
-def _insert_event(
+def _insert_poll(
     conn: sqlite3.Connection,
     job_id: str,
-    source: str,
-    task_id: str | None,
-    status: str | None,
+    task_id: str,
+    status: str,
     payload: dict[str, Any],
     now: float,
-    duplicate: bool,
-    processed_at: float | None,
 ) -> Event:
-    verified = True if source == "poll" else None
-    values = (
-        job_id,
-        source,
-        task_id,
-        status,
-        _encode(payload),
-        now,
-        duplicate,
-        verified,
-        processed_at,
-        now,
-    )
-    event_id = conn.execute(_SQL_INSERT_EVENT, values).lastrowid
-    return _written(
-        event_id, job_id, source, task_id, status, payload, now, duplicate, verified, processed_at
-    )
-
-
-def _written(
-    event_id: int,
-    job_id: str,
-    source: str,
-    task_id: str | None,
-    status: str | None,
-    payload: dict[str, Any],
-    now: float,
-    duplicate: bool,
-    verified: bool | None,
-    processed_at: float | None,
-) -> Event:
-    """The event row just written (no need to read it back)."""
+    """A poll's answer: the upstream's own word, so verified and processed at once."""
+    values = (job_id, task_id, status, _encode(payload), now, now, now)
     return Event(
-        id=event_id,
+        id=conn.execute(_SQL_INSERT_POLL, values).lastrowid,
         job_id=job_id,
-        source=source,
+        source="poll",
         task_id=task_id,
         status=status,
         payload=payload,
         received_at=now,
-        duplicate=bool(duplicate),
-        verified=verified,
-        processed_at=processed_at,
+        verified=True,
+        processed_at=now,
     )
 
 
